@@ -1,0 +1,382 @@
+"""``LRFinder``: the thin façade that wires the sweep, the snapshot, the analysis and the reports."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed, files, plotting
+from ._logging import logger
+from .batches import LossFn
+from .history import History
+from .schedule import group_ratios, lr_at
+from .state import Snapshot, capture
+from .suggestion import Suggestion, analyze, available_methods
+from .training import BatchStream, Recorder, resolve_amp, sweep
+from .validation import check_objects, check_range_args, resolve_device
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """Generators a DataLoader draws its shuffling from, so the data order after the test is unchanged."""
+    found = []
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator):
+            found.append(g)
+    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    g = getattr(inner, "generator", None)
+    if isinstance(g, torch.Generator):
+        found.append(g)
+    return found
+
+
+class LRFinder:
+    """The learning-rate range test (Smith, 2017) for a PyTorch model.
+
+    Args:
+        model: the model to test. It is trained during the test and restored bit for bit afterwards.
+        optimizer: its optimizer; every param group follows the sweep, keeping the groups' LR ratios.
+        criterion: ``criterion(model(inputs), targets) -> scalar loss``; ``None`` when the model returns
+            its own ``loss`` (Hugging Face style) or when ``loss_fn`` is given.
+        device: where batches go; ``None`` means the model's device (the model is never moved).
+        memory_cache: keep the restore snapshot in CPU memory (``True``) or on disk (``False``).
+        cache_dir: folder for the disk snapshot and, in :meth:`plot`, for the CSV and ``best_lr.txt``.
+        scaler: your ``torch.amp.GradScaler`` for mixed precision; one is created on CUDA when ``None``.
+        loss_fn: ``loss_fn(model, batch) -> scalar loss tensor``, replacing forward + criterion for
+            batches of any shape.
+
+    Example:
+        >>> finder = LRFinder(model, optimizer, criterion)           # doctest: +SKIP
+        >>> finder.range_test(train_loader, end_lr=1, num_iter=100)  # doctest: +SKIP
+        >>> best_lr = finder.plot(save_path="plots/lr_finder_plot.png")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        criterion: Callable[..., torch.Tensor] | None,
+        device: str | torch.device | None = None,
+        memory_cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+        scaler: Any = None,
+        *,
+        loss_fn: LossFn | None = None,
+    ) -> None:
+        check_objects(model, optimizer, criterion, scaler)
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(model, batch) -> loss, got {loss_fn!r}")
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"{cache_dir=} must be a folder path or None")
+        self.model = model
+        self.optimizer = optimizer
+        self.criterion = criterion
+        self.device = resolve_device(model, device)
+        self.memory_cache = bool(memory_cache)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.scaler = scaler
+        self.loss_fn = loss_fn
+        self.history = History()
+        self._snapshot: Snapshot | None = None
+
+    # -- the test ---------------------------------------------------------------------------------
+    def range_test(
+        self,
+        train_loader: Iterable[Any],
+        start_lr: float = 1e-7,
+        end_lr: float = 1,
+        num_iter: int = 100,
+        step_mode: str = "exp",
+        smooth_f: float = 0.05,
+        diverge_th: float = 5.0,
+        use_amp: bool = True,
+        adaptive_stop: bool = True,
+        *,
+        val_loader: Iterable[Any] | None = None,
+        accumulation_steps: int = 1,
+        non_blocking_transfer: bool = True,
+        amp_dtype: torch.dtype | None = None,
+        show_progress: bool = True,
+    ) -> History:
+        """Train with an LR rising from ``start_lr`` to ``end_lr`` over ``num_iter`` steps, recording the loss.
+
+        Stops early when the smoothed loss exceeds ``diverge_th`` times its best (for losses <= 0, see
+        :func:`lr_finder.monitor.divergence_threshold`), at once on a NaN/inf loss, and with
+        ``adaptive_stop`` on a sustained spike of the raw loss. Whatever happens (normal end, early stop,
+        any exception, Ctrl-C), the model, optimizer, scaler and RNG states are restored bit for bit before
+        this method returns or raises; the history recorded so far is kept in :attr:`history`.
+
+        Args:
+            train_loader: yields ``(inputs, targets)``, dicts, or anything ``loss_fn`` accepts; cycled when
+                it has fewer batches than ``num_iter * accumulation_steps``.
+            start_lr, end_lr: the first and last learning rates of the sweep (of the first param group
+                with a positive LR; other groups keep their ratio to it).
+            num_iter: the number of optimizer steps (recorded points).
+            step_mode: ``"exp"`` (log-spaced, preferred) or ``"linear"``.
+            smooth_f: weight of the newest loss in the EMA that gives ``history["loss"]``; 0 disables it.
+            diverge_th: divergence factor for the early stop (> 1).
+            use_amp: fp16 autocast + GradScaler on CUDA; fp32 on CPU unless ``amp_dtype=torch.bfloat16``.
+            adaptive_stop: also stop on a sudden sustained spike (3 raw losses in a row past the threshold).
+            val_loader: when given, the loss recorded after each step is the exact mean over this loader.
+            accumulation_steps: micro-batches per optimizer step (their mean loss is recorded).
+            non_blocking_transfer: copy batches to the device with ``non_blocking=True``.
+            amp_dtype: autocast dtype; ``None`` means fp16 on CUDA.
+            show_progress: show the "Finding LR" progress bar.
+
+        Returns:
+            The :class:`History` (also kept as :attr:`history`).
+        """
+        check_range_args(
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_iter=num_iter,
+            step_mode=step_mode,
+            smooth_f=smooth_f,
+            diverge_th=diverge_th,
+            accumulation_steps=accumulation_steps,
+        )
+        self._check_loader(train_loader, "train_loader", num_iter * accumulation_steps)
+        if val_loader is not None:
+            self._check_loader(val_loader, "val_loader", 0)
+            if isinstance(val_loader, Iterator):
+                raise TypeError("val_loader is a one-shot iterator: pass a re-iterable loader such as a DataLoader")
+        ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
+        amp = resolve_amp(self.device, use_amp, amp_dtype, self.scaler)
+        settings = {
+            "start_lr": float(start_lr),
+            "end_lr": float(end_lr),
+            "num_iter": int(num_iter),
+            "step_mode": step_mode,
+            "smooth_f": float(smooth_f),
+            "diverge_th": float(diverge_th),
+            "use_amp": bool(use_amp),
+            "amp_dtype": None if amp.dtype is None else str(amp.dtype).replace("torch.", ""),
+            "adaptive_stop": bool(adaptive_stop),
+            "accumulation_steps": int(accumulation_steps),
+            "val_loader": val_loader is not None,
+            "device": str(self.device),
+            "param_group_ratios": ratios,
+        }
+        snapshot = capture(
+            self.model,
+            self.optimizer,
+            scaler=self.scaler,
+            criterion=self.criterion,
+            generators=_loader_generators(train_loader) + _loader_generators(val_loader),
+            memory_cache=self.memory_cache,
+            cache_dir=self.cache_dir,
+        )
+        self._snapshot = snapshot
+        record = Recorder()
+        bar = tqdm(total=num_iter, desc="Finding LR", disable=not (show_progress and distributed.is_main()))
+        start = time.perf_counter()
+        try:
+            stream = BatchStream(train_loader)
+            sweep(
+                self.model,
+                self.optimizer,
+                self.criterion,
+                stream,
+                (lr_at(i, start_lr, end_lr, num_iter, step_mode) for i in range(num_iter)),
+                ratios,
+                record,
+                smooth_f=smooth_f,
+                diverge_th=diverge_th,
+                adaptive_stop=adaptive_stop,
+                loss_fn=self.loss_fn,
+                amp=amp,
+                device=self.device,
+                accumulation_steps=accumulation_steps,
+                val_loader=val_loader,
+                non_blocking=non_blocking_transfer,
+                reduce=distributed.mean_reducer(),
+                on_step=lambda: bar.update(1),
+            )
+        finally:
+            bar.close()
+            settings["elapsed_s"] = round(time.perf_counter() - start, 4)
+            self.history = History(
+                tuple(record.lr), tuple(record.loss), tuple(record.raw_loss), record.stop_reason, settings
+            )
+            try:
+                snapshot.restore()
+            finally:
+                snapshot.discard()
+                self._snapshot = None
+        if record.stop_reason:
+            logger.info("Stopped early after %d steps: %s", len(record.lr), record.stop_reason)
+        logger.info("LR range test complete! Use `.plot()` to visualize.")
+        logger.info("Model and optimizer state restored after LR test.")
+        return self.history
+
+    def _check_loader(self, loader: Any, name: str, needed: int) -> None:
+        if loader is None or not hasattr(loader, "__iter__"):
+            raise TypeError(f"{name} must be an iterable of batches such as a DataLoader, got {loader!r}")
+        try:
+            n = len(loader)
+        except TypeError:
+            return
+        if n == 0:
+            raise ValueError(f"{name} is empty (len 0): pass a loader with at least one batch")
+        if isinstance(loader, Iterator) and n < needed:
+            raise ValueError(
+                f"{name} is a one-shot iterator with {n} batches but the sweep needs {needed}: pass a "
+                "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
+            )
+
+    # -- analysis -----------------------------------------------------------------------------------
+    def _require_history(self, what: str) -> None:
+        if not self.history.lr:
+            raise RuntimeError(
+                f"{what} needs a finished range test: call range_test(train_loader) first"
+                + (f" (the last one recorded no step: {self.history.stop_reason})" if self.history.stop_reason else "")
+            )
+
+    def suggestion(self, method: str = "default") -> Suggestion:
+        """The full analysis of the last curve: LR, optimal range, confidence and diagnostics."""
+        self._require_history("suggestion()")
+        return analyze(self.history.lr, self.history.loss, method)
+
+    def get_suggested_lr(self, method: str = "default") -> float | None:
+        """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.
+
+        ``method`` is one of :func:`lr_finder.available_methods`; the default is the steepest descent of
+        log(smoothed loss) against log(LR), as the specification says.
+        """
+        self._require_history("get_suggested_lr()")
+        result = self.suggestion(method)
+        self._log_suggestion(result)
+        return result.lr
+
+    @staticmethod
+    def _log_suggestion(result: Suggestion) -> None:
+        if result.lr is None:
+            logger.warning("No learning rate suggested: %s", result.reason)
+            return
+        logger.info("Suggested Learning Rate: %.2E", result.lr)
+        for note in result.diagnostics:
+            logger.warning("LR finder diagnostic: %s", note)
+
+    # -- reports ------------------------------------------------------------------------------------
+    def summary(self, method: str = "default") -> dict[str, Any]:
+        """Everything about the last run as plain data: settings, versions, stop reason, every method's pick."""
+        from . import __version__
+
+        self._require_history("summary()")
+        return {
+            "lr_finder_version": __version__,
+            "torch_version": torch.__version__,
+            "settings": dict(self.history.settings),
+            "steps_recorded": self.history.num_steps,
+            "stop_reason": self.history.stop_reason,
+            "suggestion": self.suggestion(method).to_dict(),
+            "methods": {m: analyze(self.history.lr, self.history.loss, m).to_dict() for m in available_methods()},
+        }
+
+    def plot(
+        self,
+        save_path: str | os.PathLike[str] | None = None,
+        suggest: bool = True,
+        save_csv: bool = True,
+        annotate: bool = True,
+        auto_reset: bool = True,
+        ax: Any = None,
+        *,
+        method: str = "default",
+    ) -> float | None:
+        """Draw the curve, save the files, and return the suggested LR (``None`` when there is none).
+
+        Args:
+            save_path: where to save the image (folders are created); not saved when ``None``.
+            suggest: mark the suggestion and the zones on the plot.
+            save_csv: write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into
+                ``cache_dir`` when given, else beside the plot, else the working directory.
+            annotate: write the suggested value on the plot.
+            auto_reset: call :meth:`reset` afterwards (the model is already restored by ``range_test``).
+            ax: matplotlib axes to draw on; a new figure when ``None``.
+            method: the suggestion method (see :func:`lr_finder.available_methods`).
+        """
+        self._require_history("plot()")
+        result = self.suggestion(method)
+        self._log_suggestion(result)
+        main = distributed.is_main()
+        if main:
+            self._draw(result if suggest else None, save_path, annotate, ax)
+            if save_csv:
+                self.save(self._output_dir(save_path), result)
+        if auto_reset:
+            self.reset()
+        return result.lr
+
+    def _draw(self, result: Suggestion | None, save_path: Any, annotate: bool, ax: Any) -> None:
+        if ax is not None or save_path is not None:
+            ax = plotting.draw(self.history, result, ax, annotate=annotate)
+            if save_path is not None:
+                plotting.save_figure(ax, save_path)
+                logger.info("LR Finder plot saved to %s", save_path)
+            return
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        plotting.draw(self.history, result, ax, annotate=annotate)
+        if "agg" in matplotlib.get_backend().lower() and "inline" not in matplotlib.get_backend().lower():
+            plt.close(fig)
+            logger.info("No display to show the plot on: pass save_path='lr_finder_plot.png' to save it")
+        else:  # pragma: no cover - needs a display
+            plt.show()
+
+    def _output_dir(self, save_path: Any) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        if save_path is not None:
+            return Path(save_path).parent
+        return Path.cwd()
+
+    def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
+        """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary."""
+        self._require_history("save()")
+        result = result or self.suggestion()
+        out = Path(out_dir)
+        written = {"csv": files.write_csv(self.history, out / files.CSV_NAME)}
+        logger.info("Saved lr history to %s", written["csv"])
+        if result.lr is not None:
+            written["best_lr"] = files.write_best_lr(result.lr, out / files.BEST_LR_NAME)
+        else:
+            logger.warning("best_lr.txt not written: %s", result.reason)
+        written["summary"] = files.write_json(self.summary(result.method), out / files.SUMMARY_NAME)
+        return written
+
+    # -- restore ------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Restore the model, optimizer, scaler and RNGs to their state before the range test.
+
+        ``range_test`` already does this on every exit path, so after it this is a no-op kept for the
+        specification's workflow; inside a run (from another thread or a callback) it restores now.
+        """
+        if self._snapshot is not None:
+            self._snapshot.restore()
+            logger.info("Model and optimizer state restored after LR test.")
+        else:
+            logger.debug("reset(): nothing to do, the state was restored when range_test ended")
+
+    def close(self) -> None:
+        """Restore if a test is in flight and free its snapshot (memory and disk)."""
+        if self._snapshot is not None:
+            try:
+                self._snapshot.restore()
+            finally:
+                self._snapshot.discard()
+                self._snapshot = None
+
+    def __enter__(self) -> LRFinder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

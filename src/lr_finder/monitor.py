@@ -1,0 +1,89 @@
+"""The online part of a range test: EMA smoothing of the loss and the stop rule, as explicit state.
+
+``init`` / ``update`` in the style of optax: the state belongs to one sweep, so a finder started on a
+model that has already trained starts from a clean slate (no stale best loss, no step counter carried over).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+#: Consecutive raw losses above the divergence threshold that count as a sustained spike.
+SPIKE_PATIENCE = 3
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """State of the smoothing and stop rule after ``count`` recorded steps."""
+
+    count: int = 0
+    ema: float = 0.0  # biased EMA accumulator; ``smoothed`` is its bias-corrected value
+    smoothed: float = math.nan
+    best: float = math.inf  # lowest smoothed loss so far
+    first: float = math.nan  # first smoothed loss (the scale for losses <= 0)
+    over: int = 0  # consecutive raw losses above the threshold
+    stop_reason: str | None = None
+
+
+def init() -> MonitorState:
+    return MonitorState()
+
+
+def divergence_threshold(best: float, first: float, diverge_th: float) -> float:
+    """The loss above which the sweep counts as diverged.
+
+    For a positive best loss this is the specification's ``diverge_th * best``. For a best loss <= 0
+    (likelihood losses) a multiple of it means nothing, so the rise allowed is ``(diverge_th - 1)`` times
+    the scale of the curve, ``max(|best|, first - best)``.
+    """
+    if best > 0:
+        return diverge_th * best
+    scale = max(abs(best), first - best)
+    if not scale > 0:
+        scale = 1.0
+    return best + (diverge_th - 1.0) * scale
+
+
+def update(
+    state: MonitorState,
+    raw_loss: float,
+    *,
+    smooth_f: float,
+    diverge_th: float,
+    adaptive_stop: bool,
+) -> MonitorState:
+    """Record one raw loss; returns the new state, with ``stop_reason`` set when the sweep must stop.
+
+    ``smooth_f`` is the weight of the newest loss in the EMA (0 disables smoothing). The EMA is
+    bias-corrected with this sweep's own step count, so the first smoothed value equals the first loss.
+    Stops: a non-finite loss at once; the smoothed loss above the divergence threshold; and with
+    ``adaptive_stop`` a sudden sustained spike, ``SPIKE_PATIENCE`` raw losses in a row above the threshold
+    (the EMA lags behind an explosion by about ``1 / smooth_f`` steps; the raw losses do not).
+    """
+    if not math.isfinite(raw_loss):
+        return replace(state, stop_reason=f"non-finite loss ({raw_loss}) at step {state.count}")
+    count = state.count + 1
+    if smooth_f > 0:
+        beta = 1.0 - smooth_f
+        ema = beta * state.ema + smooth_f * raw_loss
+        smoothed = ema / (1.0 - beta**count)
+    else:
+        ema = raw_loss
+        smoothed = raw_loss
+    first = smoothed if count == 1 else state.first
+    best = min(state.best, smoothed)
+    threshold = divergence_threshold(best, first, diverge_th)
+    over = state.over + 1 if raw_loss > threshold else 0
+    reason = None
+    if smoothed > threshold:
+        reason = (
+            f"diverged: smoothed loss {smoothed:.4g} above the threshold {threshold:.4g} "
+            f"({diverge_th=:g}, best smoothed loss {best:.4g}) at step {count - 1}"
+        )
+    elif adaptive_stop and over >= SPIKE_PATIENCE:
+        reason = (
+            f"loss spike: {over} raw losses in a row above the divergence threshold {threshold:.4g} "
+            f"(best smoothed loss {best:.4g}) at step {count - 1}"
+        )
+    return MonitorState(count, ema, smoothed, best, first, over, reason)
