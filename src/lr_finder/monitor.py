@@ -65,9 +65,9 @@ def update(
         return replace(state, stop_reason=f"non-finite loss ({raw_loss}) at step {state.count}")
     count = state.count + 1
     if smooth_f > 0:
-        beta = 1.0 - smooth_f
-        ema = beta * state.ema + smooth_f * raw_loss
-        smoothed = ema / (1.0 - beta**count)
+        ema = (1.0 - smooth_f) * state.ema + smooth_f * raw_loss
+        correction = -math.expm1(count * math.log1p(-smooth_f))  # 1 - (1 - smooth_f) ** count, exact for tiny smooth_f
+        smoothed = ema / correction if correction > 0 else raw_loss
     else:
         ema = raw_loss
         smoothed = raw_loss

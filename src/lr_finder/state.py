@@ -260,7 +260,7 @@ def capture(
     position = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
     modules = [(m, m.training) for root in [model, *extra] for m in root.modules()]
     groups = [copy.deepcopy({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups]
-    counters = {name: copy.copy(getattr(optimizer, name, _MISSING)) for name in _OPTIMIZER_COUNTERS}
+    counters = {name: getattr(optimizer, name, _MISSING) for name in _OPTIMIZER_COUNTERS}
     scaler_state = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
     state_devices: dict[tuple[int, str], torch.device] = {}
     live_state: dict[int, dict[str, Any]] = {}

@@ -1,0 +1,153 @@
+"""Snapshot and restore: every item of the restore promise, bit for bit, any number of times."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lr_finder.state import capture
+from tasks import assert_same_state, digits_mlp, state_of
+
+
+def train_steps(task, n=3, lr=0.5):
+    for g in task.optimizer.param_groups:
+        g["lr"] = lr
+    it = iter(task.loader)
+    for _ in range(n):
+        x, y = next(it)
+        task.optimizer.zero_grad()
+        task.criterion(task.model(x), y).backward()
+        task.optimizer.step()
+
+
+@pytest.mark.parametrize("memory_cache", [True, False])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_restore_twice_in_a_row_is_exact(tmp_path, memory_cache, optimizer):
+    task = digits_mlp(optimizer=optimizer)
+    train_steps(task, 2, lr=0.01)  # optimizer state (momentum / Adam moments, step) exists and has grads
+    task.model.eval()
+    task.model[1].train()  # a mixed train/eval pattern
+    before = state_of(task.model, task.optimizer)
+    snap = capture(task.model, task.optimizer, memory_cache=memory_cache, cache_dir=tmp_path / "cache")
+    for _ in range(2):  # the second round would fail if the snapshot were aliased by the live state
+        task.model.train()
+        train_steps(task, 3, lr=1.0)
+        task.optimizer.param_groups[0]["weight_decay"] = 0.5
+        task.optimizer.param_groups[0]["extra_key"] = 1
+        snap.restore()
+        assert_same_state(before, state_of(task.model, task.optimizer))
+    snap.discard()
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_optimizer_state_absent_before_is_absent_after():
+    task = digits_mlp(optimizer="adam")
+    assert not task.optimizer.state
+    snap = capture(task.model, task.optimizer)
+    train_steps(task, 2)
+    assert task.optimizer.state
+    snap.restore()
+    assert not task.optimizer.state
+    assert all(p.grad is None for p in task.model.parameters())
+
+
+def test_grads_and_requires_grad_flags_come_back():
+    task = digits_mlp()
+    params = list(task.model.parameters())
+    params[0].grad = torch.randn_like(params[0])
+    params[-1].requires_grad_(False)
+    before = state_of(task.model, task.optimizer)
+    snap = capture(task.model, task.optimizer)
+    params[0].grad = None
+    params[1].grad = torch.ones_like(params[1])
+    params[-1].requires_grad_(True)
+    snap.restore()
+    assert_same_state(before, state_of(task.model, task.optimizer))
+
+
+def test_parameter_identity_is_kept():
+    task = digits_mlp()
+    ids = [id(p) for p in task.model.parameters()]
+    snap = capture(task.model, task.optimizer)
+    train_steps(task, 1)
+    snap.restore()
+    assert [id(p) for p in task.model.parameters()] == ids
+    assert [id(p) for p in task.optimizer.param_groups[0]["params"]] == ids
+
+
+def test_rng_states_and_loader_generator_come_back():
+    task = digits_mlp()
+    g = task.loader.generator
+    snap = capture(task.model, task.optimizer, generators=[g])
+    expected = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=g))
+    snap.restore()
+    for _ in range(3):
+        random.random(), np.random.rand(), torch.rand(5), torch.rand(5, generator=g)
+    snap.restore()
+    got = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=g))
+    assert got[0] == expected[0] and got[1] == expected[1]
+    assert torch.equal(got[2], expected[2]) and torch.equal(got[3], expected[3])
+
+
+def test_grad_scaler_state_comes_back():
+    task = digits_mlp()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
+    x, y = next(iter(task.loader))
+    scaler.scale(task.criterion(task.model(x), y)).backward()
+    scaler.step(task.optimizer)
+    scaler.update()
+    before = scaler.state_dict()
+    snap = capture(task.model, task.optimizer, scaler=scaler)
+    for _ in range(3):
+        task.optimizer.zero_grad()
+        scaler.scale(task.criterion(task.model(x), y)).backward()
+        scaler.step(task.optimizer)
+        scaler.update()
+    assert scaler.state_dict() != before
+    snap.restore()
+    assert scaler.state_dict() == before
+
+
+def test_lr_scheduler_counters_and_state_unchanged():
+    task = digits_mlp()
+    sched = torch.optim.lr_scheduler.StepLR(task.optimizer, step_size=1, gamma=0.5)
+    sched_before = sched.state_dict()
+    had = hasattr(task.optimizer, "_opt_called")
+    snap = capture(task.model, task.optimizer)
+    train_steps(task, 2)
+    snap.restore()
+    assert sched.state_dict() == sched_before
+    assert hasattr(task.optimizer, "_opt_called") == had
+
+
+def test_disk_snapshot_is_loaded_with_weights_only(tmp_path, monkeypatch):
+    task = digits_mlp()
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    snap = capture(task.model, task.optimizer, memory_cache=False, cache_dir=tmp_path)
+    files = list(tmp_path.rglob("*.pt"))
+    assert files and all(f.stat().st_size > 0 for f in files)
+    train_steps(task, 1)
+    snap.restore()
+    assert calls and all(c is True for c in calls)
+    snap.discard()
+    assert not list(tmp_path.rglob("*")), "the private snapshot folder is removed"
+
+
+def test_criterion_module_parameters_are_restored():
+    task = digits_mlp()
+    crit = torch.nn.Linear(2, 2)  # stands for a loss with learnable parameters
+    opt = torch.optim.SGD(list(task.model.parameters()) + list(crit.parameters()), lr=0.1)
+    before = crit.weight.detach().clone()
+    snap = capture(task.model, opt, criterion=crit)
+    with torch.no_grad():
+        crit.weight.add_(1.0)
+    snap.restore()
+    assert torch.equal(crit.weight, before)

@@ -1,0 +1,159 @@
+import math
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lr_finder import analyze, available_methods, smoothing, suggest_lr
+from lr_finder.suggestion import METHODS, MIN_POINTS
+
+
+def synthetic(n=100, drop_at=-3.0, blow_at=-0.5, noise=0.0, seed=0, start=-7.0, end=1.0):
+    """A curve flat at 2, dropping steepest at 10**drop_at to 0.5, exploding past 10**blow_at."""
+    lrs = np.logspace(start, end, n)
+    x = np.log10(lrs)
+    loss = 1.25 - 0.75 * np.tanh(2 * (x - drop_at)) + 4 * np.maximum(0, x - blow_at) ** 2
+    if noise:
+        loss = loss * np.exp(np.random.default_rng(seed).normal(0, noise, n))
+    return lrs, loss
+
+
+@pytest.mark.parametrize("use_scipy", [True, False])
+def test_steepest_finds_the_known_steepest_point(monkeypatch, use_scipy):
+    monkeypatch.setattr(smoothing, "HAVE_SCIPY", use_scipy)
+    lrs, loss = synthetic()
+    s = analyze(lrs, loss, "steepest")
+    # the steepest descent of log(loss) of this curve is a little past the tanh centre
+    x = np.log10(lrs)
+    g = np.gradient(np.log(loss), x)
+    truth = x[np.argmin(g[: np.argmin(loss) + 1])]
+    assert abs(math.log10(s.lr) - truth) <= 0.25
+    assert s.low <= s.lr <= s.high
+    assert s.reason is None and s.index is not None and lrs[s.index] == s.lr
+
+
+def test_minimum_is_a_tenth_of_the_loss_minimum():
+    lrs, loss = synthetic()
+    s = analyze(lrs, loss, "minimum")
+    lr_min = lrs[np.argmin(loss)]
+    assert s.lr == pytest.approx(lr_min / 10, rel=0.35)
+
+
+def test_valley_lies_inside_the_descent():
+    lrs, loss = synthetic()
+    s = analyze(lrs, loss, "valley")
+    assert 1e-5 < s.lr < lrs[np.argmin(loss)]
+
+
+def test_noisy_curve_still_close_and_flagged_with_lower_confidence():
+    lrs, loss = synthetic()
+    clean = analyze(lrs, loss, "steepest")
+    lrs, noisy = synthetic(noise=0.05)
+    s = analyze(lrs, noisy, "steepest")
+    assert abs(math.log10(s.lr) - math.log10(clean.lr)) < 0.6
+    assert s.confidence <= clean.confidence
+
+
+def test_curve_that_never_diverged_is_diagnosed():
+    lrs, loss = synthetic(end=-2.0, n=80)
+    s = analyze(lrs, loss, "steepest")
+    assert any("never diverged" in d and "end_lr" in d for d in s.diagnostics)
+
+
+def test_flat_curve_gives_none_with_reason():
+    lrs = np.logspace(-7, 1, 50)
+    s = analyze(lrs, np.full(50, 2.3) + np.linspace(0, 1e-3, 50), "steepest")
+    assert s.lr is None and "never decreased" in s.reason and "start_lr" in s.reason
+    assert s.confidence_label == "none"
+
+
+def test_rising_curve_gives_none_for_every_method():
+    lrs = np.logspace(-7, 1, 50)
+    for m in available_methods():
+        s = analyze(lrs, np.linspace(1, 5, 50), m)
+        assert s.lr is None and s.reason
+
+
+def test_too_few_points():
+    s = analyze([1e-3, 1e-2, 1e-1], [1.0, 0.5, 2.0], "steepest")
+    assert s.lr is None and "too few" in s.reason and "num_iter" in s.reason
+
+
+def test_non_finite_points_are_ignored():
+    lrs, loss = synthetic()
+    dirty = loss.copy()
+    dirty[[5, 40, 99]] = [np.nan, np.inf, np.nan]
+    a, b = analyze(lrs, loss, "steepest"), analyze(lrs, dirty, "steepest")
+    assert abs(math.log10(a.lr) - math.log10(b.lr)) < 0.2
+
+
+def test_early_stopped_curve():
+    lrs, loss = synthetic()
+    stop = int(np.argmin(loss)) + 8
+    s = analyze(lrs[:stop], loss[:stop], "steepest")
+    assert s.lr is not None and s.lr < lrs[stop - 1]
+
+
+def test_negative_losses_work():
+    lrs, loss = synthetic()
+    s = analyze(lrs, loss - 3.0, "steepest")  # all negative: analysed on the loss, not its log
+    assert s.lr is not None and 1e-5 < s.lr < 1e-1
+
+
+def test_default_method_is_a_known_method():
+    lrs, loss = synthetic()
+    assert analyze(lrs, loss).method in METHODS
+    assert suggest_lr(lrs, loss) == analyze(lrs, loss).lr
+
+
+def test_unknown_method_and_length_mismatch():
+    with pytest.raises(ValueError, match="method"):
+        analyze([1, 2, 3], [1, 2, 3], "magic")
+    with pytest.raises(ValueError, match="same length"):
+        analyze([1, 2, 3], [1, 2], "steepest")
+
+
+def test_analysis_without_scipy_importable(monkeypatch):
+    """Simulate an environment where scipy is missing: the moving-average fallback is used."""
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.signal", None)
+    monkeypatch.setattr(smoothing, "HAVE_SCIPY", False)
+    lrs, loss = synthetic(noise=0.02)
+    s = analyze(lrs, loss, "steepest")
+    assert s.lr is not None and 1e-5 < s.lr < 1e-1
+
+
+finite_or_not = st.one_of(st.floats(-1e6, 1e6), st.just(np.nan), st.just(np.inf), st.just(-np.inf))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 250).flatmap(
+        lambda n: st.tuples(
+            arrays(np.float64, n, elements=st.floats(1e-9, 1e3)),
+            arrays(np.float64, n, elements=finite_or_not),
+        )
+    ),
+    st.sampled_from(available_methods()),
+)
+def test_any_curve_gives_lr_in_range_or_none_with_reason(curve, method):
+    lrs, losses = curve
+    lrs = np.sort(lrs)
+    s = analyze(lrs, losses, method)
+    if s.lr is None:
+        assert isinstance(s.reason, str) and s.reason
+    else:
+        assert math.isfinite(s.lr)
+        ok = np.isfinite(losses)
+        assert lrs[ok].min() <= s.lr <= lrs[ok].max()
+        assert 0.0 <= s.confidence <= 1.0
+        if s.low is not None:
+            assert s.low <= s.high
+
+
+def test_min_points_is_respected():
+    lrs, loss = synthetic(n=MIN_POINTS)
+    assert analyze(lrs[: MIN_POINTS - 1], loss[: MIN_POINTS - 1], "steepest").lr is None
