@@ -4,6 +4,7 @@
 """
 
 from ._logging import LOGGER_NAME
+from .apply import apply_suggested_lr, group_lrs
 from .files import read_csv
 from .finder import LRFinder
 from .history import History
@@ -19,7 +20,9 @@ __all__ = [
     "Suggestion",
     "__version__",
     "analyze",
+    "apply_suggested_lr",
     "available_methods",
+    "group_lrs",
     "lr_schedule",
     "read_csv",
     "suggest_lr",

@@ -13,6 +13,7 @@ Anything else: ``loss_fn(model, batch) -> scalar loss tensor``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,25 +28,48 @@ _ADAPT = (
 
 
 def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Move every tensor in a nested batch (tuples, lists, dicts, objects with ``.to``) to ``device``."""
+    """Move every tensor in a nested batch to ``device``, keeping the batch's structure and types.
+
+    Handles tensors, mappings (dicts, ``OrderedDict``, Hugging Face ``BatchEncoding``), namedtuples, tuples,
+    lists, dataclass instances, and any other object with a ``.to(device)`` method (called with
+    ``non_blocking`` when it accepts it). Anything else (strings, numbers, NumPy arrays) is returned as is.
+
+    >>> batch = {"x": torch.zeros(2), "meta": ("id", [torch.ones(1)])}
+    >>> move_to_device(batch, torch.device("cpu"))["meta"][1][0].device.type
+    'cpu'
+    """
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=non_blocking)
     if isinstance(obj, Mapping):
         moved = {k: move_to_device(v, device, non_blocking) for k, v in obj.items()}
         try:
             return type(obj)(moved)  # type: ignore[call-arg]
-        except TypeError:
+        except TypeError:  # a mapping type that cannot be built from a dict (e.g. defaultdict)
             return moved
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
         return type(obj)(*(move_to_device(v, device, non_blocking) for v in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(move_to_device(v, device, non_blocking) for v in obj)
-    to = getattr(obj, "to", None)
-    if callable(to):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {
+            f.name: move_to_device(getattr(obj, f.name), device, non_blocking)
+            for f in dataclasses.fields(obj)
+            if f.init and hasattr(obj, f.name)
+        }
         try:
-            return to(device)
-        except TypeError:
+            return dataclasses.replace(obj, **changes)
+        except (TypeError, ValueError):
             return obj
+    to = getattr(obj, "to", None)
+    if callable(to) and not isinstance(obj, (str, bytes, type)):
+        try:
+            moved = to(device, non_blocking=non_blocking)
+        except TypeError:  # a .to() without non_blocking
+            try:
+                moved = to(device)
+            except TypeError:
+                return obj
+        return obj if moved is None else moved  # a .to() that moves in place returns None
     return obj
 
 
@@ -57,20 +81,36 @@ def _output_loss(output: Any) -> torch.Tensor | None:
     return loss if isinstance(loss, torch.Tensor) else None
 
 
-def batch_size(batch: Any) -> int:
-    """Number of samples in a batch: the first dimension of its first tensor (1 when there is none)."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.ndim else 1
-    if isinstance(batch, Mapping):
-        items = list(batch.values())
-    elif isinstance(batch, (list, tuple)):
-        items = list(batch)
+def _first_batched_tensor(obj: Any) -> torch.Tensor | None:
+    """The first tensor with at least one dimension, depth first, in a nested batch."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.ndim else None
+    if isinstance(obj, Mapping):
+        items: list[Any] = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        items = list(obj)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items = [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
     else:
-        return 1
+        return None
     for item in items:
-        if isinstance(item, (torch.Tensor, Mapping, list, tuple)):
-            return batch_size(item)
-    return 1
+        found = _first_batched_tensor(item)
+        if found is not None:
+            return found
+    return None
+
+
+def batch_size(batch: Any) -> int:
+    """Number of samples in a batch: the first dimension of its first tensor that has one (1 when none does).
+
+    Used to weight each validation batch's mean loss, so that the mean over a loader is exact when the batch
+    sizes differ (a last partial batch). Scalars and non-tensor entries (strings, ids) are skipped.
+
+    >>> batch_size({"ids": ["a", "b", "c"], "x": torch.zeros(3, 5), "y": torch.zeros(3)})
+    3
+    """
+    found = _first_batched_tensor(batch)
+    return 1 if found is None else int(found.shape[0])
 
 
 def compute_loss(
@@ -80,17 +120,32 @@ def compute_loss(
     loss_fn: LossFn | None,
     need_grad: bool = True,
 ) -> torch.Tensor:
-    """The loss of one batch, checked to be a scalar tensor (that can be back-propagated, with ``need_grad``)."""
+    """The loss of one batch, checked to be a scalar tensor (with a gradient path when ``need_grad``).
+
+    ``loss_fn(model, batch)`` when given; else a dict batch is ``model(**batch).loss``; else
+    ``(inputs, targets)`` is ``criterion(model(inputs), targets)`` (``model(*inputs)`` when ``inputs`` is
+    a tuple or list), or ``model(inputs).loss`` with ``criterion=None``. Errors name the fix.
+    """
+    loss: Any
     if loss_fn is not None:
         loss = loss_fn(model, batch)
         source = "loss_fn"
     elif isinstance(batch, Mapping):
         if criterion is not None:
             raise TypeError(
-                "the loader yields dict batches, which are passed as model(**batch) with the loss read from the "
-                "output's `loss`; pass criterion=None for such a model, or " + _ADAPT
+                "the loader yields dict batches, which are passed as model(**batch) with the loss read from "
+                "the output's `loss`; pass criterion=None for such a model, or " + _ADAPT
             )
-        output = model(**batch)
+        try:
+            output = model(**batch)
+        except TypeError as exc:
+            if "keyword argument" not in str(exc) and "required positional argument" not in str(exc):
+                raise
+            raise TypeError(
+                f"model(**batch) with keys {sorted(map(str, batch))} failed: {exc}. A dict batch is passed "
+                "as keyword arguments, so its keys must be the names of the model's forward() arguments; "
+                "rename or drop keys in the collate_fn, or " + _ADAPT
+            ) from exc
         loss = _output_loss(output)
         if loss is None:
             raise TypeError(f"model(**batch) returned {type(output).__name__} without a `loss`; " + _ADAPT)
@@ -121,7 +176,10 @@ def compute_loss(
 def check_loss(loss: Any, source: str, need_grad: bool = True) -> None:
     """Raise a clear error when ``loss`` is not a scalar tensor with a gradient path."""
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(f"{source} returned {type(loss).__name__}, expected a scalar torch.Tensor")
+        raise TypeError(
+            f"{source} returned {type(loss).__name__}, expected a scalar torch.Tensor: return the loss "
+            "tensor itself (not loss.item(), a number or a tuple)"
+        )
     if loss.numel() != 1:
         raise ValueError(
             f"{source} returned a tensor of shape {tuple(loss.shape)}, expected a scalar: "

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ._logging import logger
 from .schedule import STEP_MODES
 
 
@@ -56,10 +57,10 @@ def check_range_args(
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 
@@ -83,6 +84,41 @@ def resolve_device(model: torch.nn.Module, device: Any) -> torch.device:
     return actual
 
 
+def unwrap_optimizer(optimizer: Any, scaler: Any) -> tuple[Any, Any]:
+    """The torch optimizer inside a thin wrapper (accelerate's ``AcceleratedOptimizer``), and its scaler.
+
+    Such a wrapper shares ``param_groups`` and ``state`` with the optimizer it wraps (``wrapper.optimizer``),
+    but its ``step()`` may do more than step: with fp16 it runs its own GradScaler (unscale, step, update),
+    and during gradient accumulation it may skip the step. The range test does its own scaling and
+    accumulation, so it steps the inner optimizer and adopts the wrapper's scaler when none was given.
+    Anything that is not such a wrapper is returned unchanged.
+    """
+    inner = getattr(optimizer, "optimizer", None)
+    if not (
+        isinstance(optimizer, torch.optim.Optimizer)
+        and isinstance(inner, torch.optim.Optimizer)
+        and inner is not optimizer
+        and optimizer.param_groups is inner.param_groups
+    ):
+        return optimizer, scaler
+    wrapped_scaler = getattr(optimizer, "scaler", None)
+    if wrapped_scaler is not None:
+        if scaler is None:
+            scaler = wrapped_scaler
+        elif scaler is not wrapped_scaler:
+            raise ValueError(
+                f"scaler={scaler!r} differs from the GradScaler of the wrapped optimizer "
+                f"({type(optimizer).__name__}.scaler): pass scaler=None (the wrapper's is used) or that one"
+            )
+    logger.debug(
+        "optimizer is a %s wrapping %s: the range test steps the wrapped optimizer%s",
+        type(optimizer).__name__,
+        type(inner).__name__,
+        " and uses the wrapper's GradScaler" if wrapped_scaler is not None else "",
+    )
+    return unwrap_optimizer(inner, scaler)
+
+
 def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -94,7 +130,9 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
             "does not support it; run it with SGD or Adam on the same model instead"
         )
     if criterion is not None and not callable(criterion):
-        raise TypeError(f"criterion must be callable (e.g. torch.nn.CrossEntropyLoss()) or None, got {criterion!r}")
+        raise TypeError(
+            f"criterion must be callable (e.g. torch.nn.CrossEntropyLoss()) or None, got {criterion!r}"
+        )
     for i, group in enumerate(optimizer.param_groups):
         if "lr" not in group:
             raise ValueError(
@@ -103,7 +141,9 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
             )
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if not any(p.requires_grad for p in params):
-        raise ValueError("the optimizer holds no parameter with requires_grad=True: there is nothing to train")
+        raise ValueError(
+            "the optimizer holds no parameter with requires_grad=True: there is nothing to train"
+        )
     uninit = torch.nn.parameter.UninitializedParameter
     if any(isinstance(p, uninit) for p in model.parameters()):
         raise ValueError(

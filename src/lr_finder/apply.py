@@ -1,0 +1,83 @@
+"""Put a suggested learning rate into an optimizer, keeping the param groups' ratios.
+
+The range test sweeps the *base* LR (that of the first param group with a positive LR) and moves every
+other group with it, keeping its ratio; the suggestion is therefore a base LR too. These helpers turn it
+into one LR per group the same way, for the optimizer itself or for a scheduler that takes per-group
+values such as ``OneCycleLR(max_lr=[...])``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any
+
+import torch
+
+from .schedule import group_ratios
+
+
+def _check_lr(lr: Any) -> float:
+    if lr is None:
+        raise ValueError(
+            "lr=None: the range test suggested no learning rate (see finder.suggestion().reason); "
+            "pick one from the plot, or rerun the test with a wider range or more steps"
+        )
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr={lr!r} must be a number, such as finder.get_suggested_lr()")
+    value = float(lr)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"lr={lr!r} must be a positive finite learning rate")
+    return value
+
+
+def group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
+    """One learning rate per param group for the base LR ``lr``, keeping the groups' current ratios.
+
+    The first group with a positive LR gets ``lr``; every other group gets ``lr`` times its current ratio
+    to that group (a group at LR 0 stays at 0; when no group has a positive LR, all get ``lr``). Nothing
+    is changed. Use it where a scheduler wants per-group values:
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    >>> opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 1e-3},
+    ...                        {"params": model[1].parameters(), "lr": 1e-2}])
+    >>> [round(v, 6) for v in group_lrs(opt, 0.05)]
+    [0.05, 0.5]
+    >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=group_lrs(opt, 0.05), total_steps=100)
+    """
+    value = _check_lr(lr)
+    ratios = group_ratios([float(g["lr"]) for g in optimizer.param_groups])
+    return [value * ratio for ratio in ratios]
+
+
+def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
+    """Set the optimizer's LRs from the suggested base LR ``lr``, keeping the groups' ratios; returns them.
+
+    The first group with a positive LR gets ``lr``, the others keep their ratio to it (see
+    :func:`group_lrs`). A tensor LR is filled in place. Apply it *before* creating an LR scheduler: a
+    scheduler already attached keeps its own base LRs (``initial_lr``) and would undo this at its next
+    step, which is warned about.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> apply_suggested_lr(opt, 0.03)
+    [0.03]
+    >>> opt.param_groups[0]["lr"]
+    0.03
+    """
+    values = group_lrs(optimizer, lr)
+    if any("initial_lr" in g for g in optimizer.param_groups):
+        warnings.warn(
+            "the optimizer already has an LR scheduler (its param groups have 'initial_lr'): the scheduler "
+            "keeps its own base LRs and may overwrite these; create the scheduler after apply_suggested_lr, "
+            "or pass group_lrs(optimizer, lr) to it (e.g. OneCycleLR(optimizer, max_lr=group_lrs(...)))",
+            stacklevel=2,
+        )
+    for group, value in zip(optimizer.param_groups, values, strict=True):
+        current = group["lr"]
+        if isinstance(current, torch.Tensor):
+            current.fill_(value)
+        else:
+            group["lr"] = value
+    return values
