@@ -17,9 +17,9 @@ from .batches import LossFn
 from .history import History
 from .schedule import group_ratios, lr_at
 from .state import Snapshot, capture
-from .suggestion import Suggestion, analyze, available_methods
+from .suggestion import Suggestion, analyze
 from .training import BatchStream, Recorder, resolve_amp, sweep
-from .validation import check_objects, check_range_args, resolve_device
+from .validation import check_objects, check_range_args, resolve_device, unwrap_optimizer
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
@@ -41,7 +41,9 @@ class LRFinder:
 
     Args:
         model: the model to test. It is trained during the test and restored bit for bit afterwards.
-        optimizer: its optimizer; every param group follows the sweep, keeping the groups' LR ratios.
+        optimizer: its optimizer; every param group follows the sweep, keeping the groups' LR ratios. An
+            accelerate ``AcceleratedOptimizer`` is unwrapped: the test steps the optimizer inside it (the
+            same param groups and state) and uses the wrapper's GradScaler, if any, as ``scaler``.
         criterion: ``criterion(model(inputs), targets) -> scalar loss``; ``None`` when the model returns
             its own ``loss`` (Hugging Face style) or when ``loss_fn`` is given.
         device: where batches go; ``None`` means the model's device (the model is never moved).
@@ -69,6 +71,7 @@ class LRFinder:
         *,
         loss_fn: LossFn | None = None,
     ) -> None:
+        optimizer, scaler = unwrap_optimizer(optimizer, scaler)  # accelerate's AcceleratedOptimizer
         check_objects(model, optimizer, criterion, scaler)
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(model, batch) -> loss, got {loss_fn!r}")
@@ -142,6 +145,7 @@ class LRFinder:
             accumulation_steps=accumulation_steps,
         )
         self._check_loader(train_loader, "train_loader", num_iter * accumulation_steps)
+        distributed.check_supported(self.model)  # FSDP / DTensor: refused, saying what to do instead
         if val_loader is not None:
             self._check_loader(val_loader, "val_loader", 0)
             if isinstance(val_loader, Iterator):
@@ -163,6 +167,9 @@ class LRFinder:
             "device": str(self.device),
             "param_group_ratios": ratios,
         }
+        sync = distributed.step_sync(self.model, self.device)  # None unless DDP in a multi-process group
+        if sync is not None:
+            settings["world_size"] = sync.world
         snapshot = capture(
             self.model,
             self.optimizer,
@@ -176,6 +183,7 @@ class LRFinder:
         record = Recorder()
         bar = tqdm(total=num_iter, desc="Finding LR", disable=not (show_progress and distributed.is_main()))
         start = time.perf_counter()
+        stream: BatchStream | None = None
         try:
             stream = BatchStream(train_loader)
             sweep(
@@ -195,11 +203,13 @@ class LRFinder:
                 accumulation_steps=accumulation_steps,
                 val_loader=val_loader,
                 non_blocking=non_blocking_transfer,
-                reduce=distributed.mean_reducer(),
+                sync=sync,
                 on_step=lambda: bar.update(1),
             )
         finally:
             bar.close()
+            if stream is not None:
+                stream.close()  # the loader's own bookkeeping (e.g. accelerate's pass counter) goes back too
             settings["elapsed_s"] = round(time.perf_counter() - start, 4)
             self.history = History(
                 tuple(record.lr), tuple(record.loss), tuple(record.raw_loss), record.stop_reason, settings
@@ -265,19 +275,17 @@ class LRFinder:
 
     # -- reports ------------------------------------------------------------------------------------
     def summary(self, method: str = "default") -> dict[str, Any]:
-        """Everything about the last run as plain data: settings, versions, stop reason, every method's pick."""
-        from . import __version__
+        """Everything about the last run as plain data (see :func:`lr_finder.files.summarize`).
 
+        Settings, versions, device, stop reason, timing, every method's pick, the optimal range and the
+        diagnostics; ``device_name`` is the GPU's name on CUDA.
+        """
         self._require_history("summary()")
-        return {
-            "lr_finder_version": __version__,
-            "torch_version": torch.__version__,
-            "settings": dict(self.history.settings),
-            "steps_recorded": self.history.num_steps,
-            "stop_reason": self.history.stop_reason,
-            "suggestion": self.suggestion(method).to_dict(),
-            "methods": {m: analyze(self.history.lr, self.history.loss, m).to_dict() for m in available_methods()},
-        }
+        data = files.summarize(self.history, method)
+        data["device_name"] = (
+            torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        )
+        return data
 
     def plot(
         self,
@@ -289,6 +297,7 @@ class LRFinder:
         ax: Any = None,
         *,
         method: str = "default",
+        show_slope: bool = False,
     ) -> float | None:
         """Draw the curve, save the files, and return the suggested LR (``None`` when there is none).
 
@@ -301,22 +310,26 @@ class LRFinder:
             auto_reset: call :meth:`reset` afterwards (the model is already restored by ``range_test``).
             ax: matplotlib axes to draw on; a new figure when ``None``.
             method: the suggestion method (see :func:`lr_finder.available_methods`).
+            show_slope: add a panel below the curve with the slope the suggestion reads (d log loss /
+                d log10 LR of the smoothed curve); on ``ax``'s figure it is inset below ``ax``.
         """
         self._require_history("plot()")
         result = self.suggestion(method)
         self._log_suggestion(result)
         main = distributed.is_main()
         if main:
-            self._draw(result if suggest else None, save_path, annotate, ax)
+            self._draw(result if suggest else None, save_path, annotate, ax, show_slope)
             if save_csv:
                 self.save(self._output_dir(save_path), result)
         if auto_reset:
             self.reset()
         return result.lr
 
-    def _draw(self, result: Suggestion | None, save_path: Any, annotate: bool, ax: Any) -> None:
+    def _draw(
+        self, result: Suggestion | None, save_path: Any, annotate: bool, ax: Any, show_slope: bool = False
+    ) -> None:
         if ax is not None or save_path is not None:
-            ax = plotting.draw(self.history, result, ax, annotate=annotate)
+            ax = plotting.draw(self.history, result, ax, annotate=annotate, show_slope=show_slope)
             if save_path is not None:
                 plotting.save_figure(ax, save_path)
                 logger.info("LR Finder plot saved to %s", save_path)
@@ -324,8 +337,8 @@ class LRFinder:
         import matplotlib
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
-        plotting.draw(self.history, result, ax, annotate=annotate)
+        fig, ax, slope_ax = plotting.new_figure(show_slope, pyplot=True)
+        plotting.draw(self.history, result, ax, annotate=annotate, show_slope=show_slope, slope_ax=slope_ax)
         if "agg" in matplotlib.get_backend().lower() and "inline" not in matplotlib.get_backend().lower():
             plt.close(fig)
             logger.info("No display to show the plot on: pass save_path='lr_finder_plot.png' to save it")
@@ -340,8 +353,14 @@ class LRFinder:
         return Path.cwd()
 
     def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
-        """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary."""
+        """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary.
+
+        Under ``torch.distributed`` only rank 0 writes; other ranks write nothing and get ``{}``.
+        """
         self._require_history("save()")
+        if not distributed.is_main():
+            logger.debug("save(): rank %d writes no files (rank 0 does)", distributed.rank())
+            return {}
         result = result or self.suggestion()
         out = Path(out_dir)
         written = {"csv": files.write_csv(self.history, out / files.CSV_NAME)}
@@ -349,6 +368,10 @@ class LRFinder:
         if result.lr is not None:
             written["best_lr"] = files.write_best_lr(result.lr, out / files.BEST_LR_NAME)
         else:
+            stale = out / files.BEST_LR_NAME
+            if stale.is_file():  # never leave an earlier run's value where a pipeline would read it
+                stale.unlink()
+                logger.warning("Removed %s from an earlier run: this run suggests no LR", stale)
             logger.warning("best_lr.txt not written: %s", result.reason)
         written["summary"] = files.write_json(self.summary(result.method), out / files.SUMMARY_NAME)
         return written

@@ -53,16 +53,41 @@ def resolve_amp(device: torch.device, use_amp: bool, amp_dtype: torch.dtype | No
     return Amp(device.type)
 
 
+class _LoaderBookkeeping:
+    """What iterating an accelerate-prepared loader changes besides the data, saved to be put back.
+
+    accelerate's ``DataLoaderShard`` counts its finished passes in ``iteration`` (the epoch its seedable
+    sampler shuffles with) and registers in accelerate's ``GradientState`` while a pass runs; a pass left
+    half-way stays registered. Other loaders have neither, and nothing is saved for them.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        state = getattr(loader, "gradient_state", None)
+        references = getattr(state, "dataloader_references", None)
+        self.references = None if references is None else list(references)
+        iteration = getattr(loader, "iteration", None) if self.references is not None else None
+        self.iteration = iteration if isinstance(iteration, int) else None
+
+    def restore(self) -> None:
+        if self.iteration is not None:
+            self.loader.iteration = self.iteration
+        if self.references is not None:
+            self.loader.gradient_state.dataloader_references = list(self.references)
+
+
 class BatchStream:
     """Batches from a loader, starting it over when it ends (a loader shorter than the sweep is cycled).
 
     A one-shot iterator (a generator) cannot be started over: running out of it is a clear error.
+    :meth:`close` lets go of the loader as it was found (see :class:`_LoaderBookkeeping`).
     """
 
     def __init__(self, loader: Iterable[Any], name: str = "train_loader") -> None:
         self.loader = loader
         self.name = name
         self.one_shot = isinstance(loader, Iterator)
+        self._bookkeeping = _LoaderBookkeeping(loader)
         self._it: Iterator[Any] = iter(loader)
         self._in_pass = 0
         self.total = 0
@@ -73,20 +98,31 @@ class BatchStream:
         except StopIteration:
             if self.one_shot:
                 raise ValueError(
-                    f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a re-iterable "
-                    "loader such as a DataLoader (it is cycled as needed), or lower num_iter"
+                    f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a "
+                    "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
                 ) from None
             if self._in_pass == 0:
-                raise ValueError(f"{self.name} yielded no batches: pass a loader with at least one batch") from None
+                raise ValueError(
+                    f"{self.name} yielded no batches: pass a loader with at least one batch"
+                ) from None
             self._it = iter(self.loader)
             self._in_pass = 0
             try:
                 batch = next(self._it)
             except StopIteration:
-                raise ValueError(f"{self.name} yielded no batches on its second pass: it cannot be cycled") from None
+                raise ValueError(
+                    f"{self.name} yielded no batches on its second pass: it cannot be cycled"
+                ) from None
         self._in_pass += 1
         self.total += 1
         return batch
+
+    def close(self) -> None:
+        """Drop the pass in progress and put back the loader's bookkeeping (accelerate's pass counter and
+        ``GradientState`` registration). Safe to call more than once."""
+        self._it = iter(())
+        self._in_pass = 0
+        self._bookkeeping.restore()
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> None:
@@ -111,8 +147,13 @@ def train_step(
     device: torch.device,
     accumulation_steps: int = 1,
     non_blocking: bool = True,
+    before_backward: Callable[[torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached)."""
+    """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached).
+
+    ``before_backward(mean_loss)`` (issue 6, distributed): called after the last micro-batch's forward pass
+    and before its backward pass, where the ranks of a DDP test exchange their loss and failure flags.
+    """
     optimizer.zero_grad(set_to_none=True)
     total: torch.Tensor | None = None
     no_sync = getattr(model, "no_sync", None)
@@ -123,13 +164,15 @@ def train_step(
         with ctx:
             with amp.autocast():
                 loss = compute_loss(model, criterion, batch, loss_fn)
+            value = loss.detach().float()
+            total = value if total is None else total + value
+            if last and before_backward is not None:  # distributed.StepSync: every rank checks in here
+                before_backward(total / accumulation_steps if accumulation_steps > 1 else total)
             scaled = loss / accumulation_steps if accumulation_steps > 1 else loss
             if amp.scaler is not None:
                 amp.scaler.scale(scaled).backward()
             else:
                 scaled.backward()
-        value = loss.detach().float()
-        total = value if total is None else total + value
     if amp.scaler is not None:
         amp.scaler.step(optimizer)
         amp.scaler.update()
@@ -151,9 +194,13 @@ def evaluate(
 ) -> torch.Tensor:
     """Exact mean loss over a whole loader (weighted by batch size), in eval mode under ``no_grad``.
 
-    Assumes a mean-reduced loss per batch. The train/eval mode of every submodule is put back afterwards.
+    Assumes a mean-reduced loss per batch, weighted by :func:`lr_finder.batches.batch_size` (the first
+    dimension of the batch's first tensor), so uneven batches (a last partial one) give the exact mean over
+    samples. The train/eval mode of every submodule is put back afterwards, and so is the bookkeeping of an
+    accelerate-prepared loader (its pass counter).
     """
     modes = [(m, m.training) for m in model.modules()]
+    bookkeeping = _LoaderBookkeeping(loader)
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
@@ -169,8 +216,11 @@ def evaluate(
     finally:
         for m, training in modes:
             m.training = training
+        bookkeeping.restore()
     if count == 0:
-        raise ValueError("val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None")
+        raise ValueError(
+            "val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None"
+        )
     return (total / count).float()
 
 
@@ -231,10 +281,15 @@ def sweep(
     accumulation_steps: int = 1,
     val_loader: Iterable[Any] | None = None,
     non_blocking: bool = True,
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    sync: Any = None,
     on_step: Callable[[], None] | None = None,
 ) -> None:
-    """Run the sweep, appending to ``record``; stops early as :func:`lr_finder.monitor.update` decides."""
+    """Run the sweep, appending to ``record``; stops early as :func:`lr_finder.monitor.update` decides.
+
+    ``sync``: a :class:`lr_finder.distributed.StepSync` for a DDP model (``None`` in a single process): it
+    prefetches the batches and averages each step's loss over ranks in one all-reduce before the backward
+    pass, so that all ranks record the same curve and stop (or fail) at the same step.
+    """
     reader = _LossReader(device)
 
     def consume(drain: bool) -> bool:
@@ -253,25 +308,39 @@ def sweep(
         return False
 
     model.train()
+    source: Any = stream
+    eval_model = model
+    if sync is not None:  # distributed (DDP): the batches come prefetched, checked on every rank
+        lrs = list(lrs)
+        source = sync.start(stream, len(lrs), accumulation_steps)
+        eval_model = sync.local_model(model)
     for lr in lrs:
         set_lr(optimizer, lr, ratios)
-        loss = train_step(
-            model,
-            optimizer,
-            criterion,
-            stream,
-            loss_fn=loss_fn,
-            amp=amp,
-            device=device,
-            accumulation_steps=accumulation_steps,
-            non_blocking=non_blocking,
-        )
-        if val_loader is not None:
-            loss = evaluate(
-                model, criterion, val_loader, loss_fn=loss_fn, amp=amp, device=device, non_blocking=non_blocking
+
+        def step(before_backward: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+            return train_step(
+                model,
+                optimizer,
+                criterion,
+                source,
+                loss_fn=loss_fn,
+                amp=amp,
+                device=device,
+                accumulation_steps=accumulation_steps,
+                non_blocking=non_blocking,
+                before_backward=before_backward,
             )
-        if reduce is not None:
-            loss = reduce(loss)
+
+        loss = step() if sync is None else sync.step(step)
+        if val_loader is not None:
+
+            def run_eval() -> torch.Tensor:
+                return evaluate(
+                    eval_model, criterion, val_loader, loss_fn=loss_fn, amp=amp, device=device,
+                    non_blocking=non_blocking,
+                )
+
+            loss = run_eval() if sync is None else sync.evaluate(run_eval)
         reader.push(lr, loss)
         if on_step is not None:
             on_step()
