@@ -160,6 +160,7 @@ def test_logger_can_be_silenced(capsys):
     old = logger.level
     root_handlers = logging.getLogger().handlers[:]
     logging.getLogger().handlers.clear()  # like a plain terminal: no logging configured
+    logger.setLevel(logging.INFO)  # the default (another test module may have changed it)
     try:
         f = LRFinder(task.model, task.optimizer, task.criterion)
         f.range_test(task.loader, start_lr=1e-5, end_lr=1e-3, num_iter=3, **RT)

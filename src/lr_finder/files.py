@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
+import importlib.metadata
 import io as _io
 import json
 import math
 import os
+import platform
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +34,7 @@ class CSVFormatError(ValueError):
     """A CSV file that is not a readable LR finder log; the message names the file and the problem."""
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file through ``write(binary_file)`` into a temp file beside ``path``, then rename it over."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,7 @@ def read_csv(path: str | os.PathLike[str]) -> History:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise CSVFormatError(f"{p}: cannot read the file ({exc})") from exc
     return parse_csv(text, str(p))
@@ -90,7 +94,9 @@ def parse_csv(text: str, name: str = "<csv>") -> History:
     header = [h.strip() for h in rows[0]]
     missing = [c for c in ("lr", "loss") if c not in header]
     if missing:
-        raise CSVFormatError(f"{name}: missing column(s) {', '.join(missing)}; the header is {','.join(header)}")
+        raise CSVFormatError(
+            f"{name}: missing column(s) {', '.join(missing)}; the header is {','.join(header)}"
+        )
     cols = {c: header.index(c) for c in ("lr", "raw_loss", "loss") if c in header}
     out: dict[str, list[float]] = {c: [] for c in cols}
     for lineno, row in enumerate(rows[1:], start=2):
@@ -101,7 +107,9 @@ def parse_csv(text: str, name: str = "<csv>") -> History:
             try:
                 value = float(cell)
             except ValueError:
-                raise CSVFormatError(f"{name}, line {lineno}: column {c!r} holds {cell!r}, not a number") from None
+                raise CSVFormatError(
+                    f"{name}, line {lineno}: column {c!r} holds {cell!r}, not a number"
+                ) from None
             out[c].append(value)
     if not out["lr"]:
         raise CSVFormatError(f"{name}: the file has a header but no rows")
@@ -127,6 +135,66 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+def _version(name: str) -> str | None:
+    module = sys.modules.get(name)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def summarize(history: History, method: str = "default") -> dict[str, Any]:
+    """Everything about a curve as plain JSON-able data (what ``lr_finder_summary.json`` holds).
+
+    Versions (lr_finder, torch, numpy, scipy, Python), the platform, the device, the range test's settings,
+    the stop reason, the timing, how the curve was analysed, the suggestion of ``method`` with its optimal
+    range and diagnostics, and every method's suggestion. Works on a history read back from a CSV (no
+    settings, no timing: those entries are ``None``).
+    """
+    from . import __version__
+    from .smoothing import HAVE_SCIPY
+    from .suggestion import DEFAULT_METHOD, analyze, available_methods
+
+    settings = dict(history.settings)
+    elapsed = settings.get("elapsed_s")
+    steps = history.num_steps
+    chosen = analyze(history.lr, history.loss, method)
+    finite = [v for v in history.loss if math.isfinite(v)]
+    return {
+        "lr_finder_version": __version__,
+        "torch_version": _version("torch"),
+        "numpy_version": _version("numpy"),
+        "scipy_version": _version("scipy") if HAVE_SCIPY else None,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": settings.get("device"),
+        "settings": settings,
+        "steps_recorded": steps,
+        "stop_reason": history.stop_reason,
+        "stopped_early": history.stop_reason is not None,
+        "timing": {
+            "elapsed_s": elapsed,
+            "s_per_step": round(elapsed / steps, 6) if isinstance(elapsed, (int, float)) and steps else None,
+        },
+        "analysis": {
+            "smoothing": "savitzky-golay" if HAVE_SCIPY else "moving-average",
+            "slope": (
+                "d ln(loss) / d log10(lr)"
+                if finite and all(v > 0 for v in finite)
+                else "d loss / d log10(lr)"
+            ),
+            "default_method": DEFAULT_METHOD,
+        },
+        "suggestion": chosen.to_dict(),
+        "optimal_range": {"low": chosen.low, "high": chosen.high},
+        "diagnostics": list(chosen.diagnostics),
+        "methods": {m: analyze(history.lr, history.loss, m).to_dict() for m in available_methods()},
+    }
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
