@@ -1,17 +1,43 @@
 """lr_finder: the learning-rate range test for PyTorch.
 
 >>> from lr_finder import LRFinder
+
+The analysis (``analyze``, ``suggest_lr``, ``read_csv``) does not import torch; ``LRFinder`` and the
+helpers that touch an optimizer load it on first use, so ``lr-finder analyze`` starts quickly.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._logging import LOGGER_NAME
-from .apply import apply_suggested_lr, group_lrs
 from .files import read_csv
-from .finder import LRFinder
 from .history import History
-from .schedule import lr_schedule
 from .suggestion import Suggestion, analyze, available_methods, suggest_lr
 
+if TYPE_CHECKING:
+    from .apply import apply_suggested_lr, group_lrs
+    from .finder import LRFinder
+    from .schedule import lr_schedule
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "LRFinder": ".finder",
+    "apply_suggested_lr": ".apply",
+    "group_lrs": ".apply",
+    "lr_schedule": ".schedule",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lr_finder' has no attribute {name!r}")
+
 
 __all__ = [
     "LOGGER_NAME",
