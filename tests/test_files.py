@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from lr_finder import History, LRFinder, read_csv
 from lr_finder import files as lf_files
 from lr_finder.files import CSVFormatError, atomic_write, parse_csv, write_best_lr, write_csv
+
 from tasks import digits_mlp
 
 

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
+
 from tasks import assert_same_state, diabetes_regression, digits_mlp, state_of
 
 RT = {"show_progress": False}
@@ -44,7 +45,7 @@ def test_the_lr_really_reaches_every_param_group_with_ratios_kept():
     f = LRFinder(model, opt, task.criterion)
     h = f.range_test(task.loader, start_lr=1e-5, end_lr=1e-2, num_iter=8, **RT)
     del opt.step
-    for lrs, swept in zip(seen, h["lr"]):
+    for lrs, swept in zip(seen, h["lr"], strict=True):
         assert lrs == pytest.approx([swept, swept * 0.1, swept * 0.5])
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01, 0.05]
 

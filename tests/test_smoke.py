@@ -1,4 +1,5 @@
 from lr_finder import LRFinder
+
 from tasks import assert_same_state, digits_mlp, state_of
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lr_finder.state import capture
+
 from tasks import assert_same_state, digits_mlp, state_of
 
 
