@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from lr_finder import files, read_csv
 from lr_finder.cli import cli
+from lr_finder.suggestion import DEFAULT_METHOD
 
 from tasks import digits_tensors
 
@@ -160,7 +161,7 @@ def test_run_prints_the_suggestion_and_writes_every_output(run_dir):
     assert math.isclose(printed, best, rel_tol=1e-3)
     summary = json.loads((out / files.SUMMARY_NAME).read_text())
     assert summary["suggestion"]["lr"] == best
-    assert summary["suggestion"]["method"] == "steepest"
+    assert summary["suggestion"]["method"] == DEFAULT_METHOD
     assert summary["settings"]["num_iter"] == 40 and summary["settings"]["start_lr"] == 1e-5
     assert summary["settings"]["spec"].endswith("digits_task.py:build")
     assert summary["lr_finder_version"] and summary["torch_version"] == torch.__version__

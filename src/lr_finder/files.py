@@ -157,12 +157,12 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
     """
     from . import __version__
     from .smoothing import HAVE_SCIPY
-    from .suggestion import DEFAULT_METHOD, analyze, available_methods
+    from .suggestion import DEFAULT_METHOD, available_methods
 
     settings = dict(history.settings)
     elapsed = settings.get("elapsed_s")
     steps = history.num_steps
-    chosen = analyze(history.lr, history.loss, method)
+    chosen = history.analyze(method)
     finite = [v for v in history.loss if math.isfinite(v)]
     return {
         "lr_finder_version": __version__,
@@ -193,7 +193,7 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
         "suggestion": chosen.to_dict(),
         "optimal_range": {"low": chosen.low, "high": chosen.high},
         "diagnostics": list(chosen.diagnostics),
-        "methods": {m: analyze(history.lr, history.loss, m).to_dict() for m in available_methods()},
+        "methods": {m: history.analyze(m).to_dict() for m in available_methods()},
     }
 
 

@@ -17,7 +17,7 @@ from .batches import LossFn
 from .history import History
 from .schedule import group_ratios, lr_at
 from .state import Snapshot, capture
-from .suggestion import Suggestion, analyze
+from .suggestion import Suggestion
 from .training import BatchStream, Recorder, resolve_amp, sweep
 from .validation import check_objects, check_range_args, resolve_device, unwrap_optimizer
 
@@ -251,7 +251,7 @@ class LRFinder:
     def suggestion(self, method: str = "default") -> Suggestion:
         """The full analysis of the last curve: LR, optimal range, confidence and diagnostics."""
         self._require_history("suggestion()")
-        return analyze(self.history.lr, self.history.loss, method)
+        return self.history.analyze(method)
 
     def get_suggested_lr(self, method: str = "default") -> float | None:
         """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.

@@ -49,6 +49,17 @@ class History(Mapping[str, Any]):
     def stopped_early(self) -> bool:
         return self.stop_reason is not None
 
+    def analyze(self, method: str = "default") -> Any:
+        """The :class:`lr_finder.Suggestion` for this curve.
+
+        It reads the raw per-step losses, which :func:`lr_finder.analyze` smooths without lag; the EMA in
+        ``loss`` lags about ``1 / smooth_f`` steps behind and drives only the stop rule and the plot
+        (``benchmarks/suggestion_quality.py`` measured both inputs).
+        """
+        from .suggestion import analyze
+
+        return analyze(self.lr, self.raw_loss, method)
+
     def to_dataframe(self) -> Any:
         """The per-step columns as a pandas DataFrame (needs pandas: ``pip install pandas``)."""
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .history import History
+from .smoothing import smooth
 from .suggestion import Curve, Suggestion, prepare
 
 ZONE_COLORS = {"low": "#f6d743", "optimal": "#5cb85c", "high": "#d9534f"}
@@ -61,6 +62,28 @@ def new_figure(show_slope: bool = False, *, pyplot: bool = False) -> tuple[Any, 
         return fig, fig.add_subplot(), None
     ax, slope_ax = fig.subplots(2, 1, sharex=True, height_ratios=[FIGSIZE[1], SLOPE_HEIGHT + 0.4])
     return fig, ax, slope_ax
+
+
+def smoothed_curve(history: History) -> np.ndarray:
+    """The raw loss smoothed without lag: the curve the suggestion reads (before its cap), for drawing.
+
+    ``history.loss``, the EMA, lags the raw loss by about ``1 / smooth_f`` steps; drawn with the
+    suggestion, it would put the marker on the wrong part of the descent.
+    """
+    raw = np.asarray(history.raw_loss, dtype=float)
+    out = raw.copy()
+    ok = np.isfinite(raw)
+    if np.count_nonzero(ok) >= 3:
+        v = raw[ok]
+        with np.errstate(all="ignore"):
+            if np.all(v > 0):
+                # capped at twice the starting level (above the top of the plot): an explosion of many
+                # orders of magnitude would make the smoother ring and dig a false dip before it
+                start = float(np.median(v[: max(3, v.size // 10)]))
+                out[ok] = np.exp(smooth(np.log(np.minimum(v, 2.0 * start))))
+            else:
+                out[ok] = smooth(v)
+    return out
 
 
 def y_limits(loss: np.ndarray, raw: np.ndarray | None = None) -> tuple[float, float] | None:
@@ -166,7 +189,7 @@ def draw(
     elif show_slope and slope_ax is None:
         slope_ax = _append_below(ax)
     lrs = np.asarray(history.lr, dtype=float)
-    loss = np.asarray(history.loss, dtype=float)
+    loss = smoothed_curve(history)
     raw = np.asarray(history.raw_loss, dtype=float)
     if lrs.size:
         ax.plot(lrs, raw, color="0.45", alpha=0.3, linewidth=1, label="raw loss")
@@ -287,7 +310,7 @@ def draw_slope(
     The steepest-descent suggestion is this slope's most negative point before the loss minimum; the
     optimal zone is where the slope is at least half as steep.
     """
-    curve = prepare(history.lr, history.loss) if len(history.lr) else "no points recorded"
+    curve = prepare(history.lr, history.raw_loss) if len(history.lr) else "no points recorded"
     if isinstance(curve, str):
         ax.text(
             0.5,
@@ -370,7 +393,7 @@ def draw_compare(
     for k, (h, s, name) in enumerate(zip(histories, suggestions, labels, strict=True)):
         color = _COMPARE_COLORS[k % len(_COMPARE_COLORS)]
         lrs = np.asarray(h.lr, dtype=float)
-        loss = np.asarray(h.loss, dtype=float)
+        loss = smoothed_curve(h)
         if lrs.size == 0:
             continue
         xs += [float(np.min(lrs)), float(np.max(lrs))]

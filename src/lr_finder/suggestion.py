@@ -6,8 +6,13 @@ and what to do.
 
 The curve is analysed in log-LR space (the natural axis of an exponential sweep; for a linear sweep
 the gradient is still taken against log LR, which ``np.gradient`` handles with uneven spacing), on
-``log(loss)`` when every loss is positive and on the loss itself otherwise, after zero-phase smoothing
-(:func:`lr_finder.smoothing.smooth`).
+``log(loss)`` when every loss is positive and on the loss itself otherwise, after capping the loss at
+its starting level and zero-phase smoothing (:func:`lr_finder.smoothing.smooth`).
+
+Feed the methods the per-step loss (``history["raw_loss"]``), not the EMA of ``history["loss"]``: the
+EMA lags about ``1 / smooth_f`` steps (1.6 decades of a 100-step sweep from 1e-7 to 10), and that lag in
+decades grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
+(``benchmarks/suggestion_quality.py`` measures both).
 """
 
 from __future__ import annotations
@@ -21,8 +26,14 @@ from .smoothing import smooth
 
 #: Fewest usable points for any suggestion.
 MIN_POINTS = 5
-#: The method used when none is named.
-DEFAULT_METHOD = "steepest"
+#: The method used when none is named (chosen by ``benchmarks/suggestion_quality.py``).
+DEFAULT_METHOD = "backoff"
+#: ``backoff``: the divisor of the loss minimum's LR at the reference sweep density ...
+BACKOFF_DIVISOR = 5.0
+#: ... which is that of 100 steps from 1e-7 to 10 (steps per decade of LR) ...
+REFERENCE_DENSITY = 99 / 8
+#: ... and the bounds of the divisor once scaled to the sweep's own density.
+BACKOFF_BOUNDS = (2.0, 10.0)
 #: Fraction of the steepest slope that still counts as "dropping fast" (the optimal zone).
 ZONE_SLOPE_FRACTION = 0.5
 
@@ -105,6 +116,10 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
             f"too few usable points ({x.size} finite, need {MIN_POINTS}): raise num_iter, or lower start_lr "
             "so the sweep runs longer before it stops"
         )
+    # Cap at the starting level: past the minimum the loss explodes, often by orders of magnitude in a
+    # few steps; that carries no information about which LR to pick, and the jump makes the smoother
+    # ring and dig a false minimum just before it.
+    v = np.minimum(v, float(np.median(v[: max(3, x.size // 10)])))
     with np.errstate(all="ignore"):
         y = np.log(v) if np.all(v > 0) else v.copy()
         ys = smooth(y)
@@ -139,6 +154,31 @@ def _minimum(c: Curve) -> tuple[float | None, int | None, str | None]:
     return lr, None if c.lrs[min(i, c.n - 1)] != lr else i, None
 
 
+def _points_per_decade(c: Curve, i: int, half: int = 3) -> float:
+    """The sweep's density around point ``i``: recorded steps per decade of LR."""
+    lo, hi = max(0, i - half), min(c.n - 1, i + half)
+    span = float(np.log10(c.lrs[hi] / c.lrs[lo])) if hi > lo else 0.0
+    return (hi - lo) / span if span > 0 else float("nan")
+
+
+def _backoff(c: Curve) -> tuple[float | None, int | None, str | None]:
+    """The LR of the loss minimum divided by 5 at the density of a 100-step sweep from 1e-7 to 10, the
+    divisor scaled by ``REFERENCE_DENSITY / density`` and kept within ``BACKOFF_BOUNDS``.
+
+    The more steps a sweep spends per decade, the more the model has trained when it reaches an LR and
+    the sooner a divergence shows: the whole curve moves to lower LRs, about a factor 2 per doubling of
+    ``num_iter``. Scaling the divisor with the density keeps the suggestion where it was.
+    """
+    if c.imin == 0:
+        return None, None, _NO_DESCENT
+    d = _points_per_decade(c, c.imin)
+    k = BACKOFF_DIVISOR * REFERENCE_DENSITY / d if np.isfinite(d) and d > 0 else BACKOFF_DIVISOR
+    lr = float(c.lrs[c.imin]) / float(np.clip(k, *BACKOFF_BOUNDS))
+    if lr < c.lrs[0]:
+        return None, None, "the loss minimum is too close to start_lr: lower start_lr"
+    return lr, None, None
+
+
 def _valley(c: Curve) -> tuple[float | None, int | None, str | None]:
     """The middle of the longest stretch over which the smoothed loss keeps decreasing."""
     down = np.diff(c.ys) < 0
@@ -159,6 +199,7 @@ def _valley(c: Curve) -> tuple[float | None, int | None, str | None]:
 
 
 METHODS: dict[str, Callable[[Curve], tuple[float | None, int | None, str | None]]] = {
+    "backoff": _backoff,
     "steepest": _steepest,
     "valley": _valley,
     "minimum": _minimum,
@@ -225,7 +266,8 @@ def analyze(
 
     Args:
         lrs: the learning rates of the sweep, one per step.
-        losses: the loss at each step (smoothed or raw; the curve is smoothed again without lag).
+        losses: the loss at each step, preferably raw (``history["raw_loss"]``): the curve is smoothed
+            here without lag, while an EMA shifts every feature to higher LRs.
         method: one of :func:`available_methods`.
 
     Returns:
@@ -246,6 +288,8 @@ def analyze(
         return Suggestion(None, name, reason=c, diagnostics=(c,))
     zone = _zone(c)
     confidence, notes = _diagnose(c, zone)
+    if zone is None:  # no real descent: no method may pick a point out of flat or rising noise
+        return Suggestion(None, name, reason=_NO_DESCENT, diagnostics=tuple(notes))
     lr, i, reason = METHODS[name](c)
     low = high = None
     if zone is not None:
