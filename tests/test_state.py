@@ -152,3 +152,43 @@ def test_criterion_module_parameters_are_restored():
         crit.weight.add_(1.0)
     snap.restore()
     assert torch.equal(crit.weight, before)
+
+
+class _Odd(torch.nn.Module):
+    """Tensors of every awkward kind: non-contiguous, channels-last, empty, bf16, complex, int and bool."""
+
+    def __init__(self):
+        super().__init__()
+        self.t = torch.nn.Parameter(torch.randn(7, 5).t())  # non-contiguous
+        self.conv = torch.nn.Parameter(torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last))
+        self.empty = torch.nn.Parameter(torch.zeros(0, 3))
+        self.bf16 = torch.nn.Parameter(torch.randn(33, dtype=torch.bfloat16))
+        self.cplx = torch.nn.Parameter(torch.randn(6, dtype=torch.complex64))
+        self.register_buffer("count", torch.arange(5, dtype=torch.int64))
+        self.register_buffer("mask", torch.tensor([True, False, True]))
+
+
+@pytest.mark.parametrize("memory_cache", [True, False])
+def test_awkward_tensors_and_tiny_disk_shards_restore_exactly(tmp_path, monkeypatch, memory_cache):
+    import lr_finder.state as st
+
+    monkeypatch.setattr(st, "_SHARD_MIN", 128)  # many shards: tensors split across shard files
+    monkeypatch.setattr(st, "_SHARD_MAX", 128)
+    m = _Odd()
+    opt = torch.optim.Adam([m.t, m.conv, m.empty, m.cplx], lr=0.1)
+    before = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    strides = {k: v.stride() for k, v in m.state_dict().items()}
+    snap = capture(m, opt, memory_cache=memory_cache, cache_dir=tmp_path)
+    if not memory_cache:
+        assert len(list(tmp_path.rglob("shard_*.pt"))) > 3
+    for _ in range(2):
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(1)
+            m.count.add_(1)
+            m.mask.logical_not_()
+        snap.restore()
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, before[k]) and v.stride() == strides[k], k
+    snap.discard()
+    assert not list(tmp_path.rglob("*.pt"))
