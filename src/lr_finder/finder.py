@@ -256,8 +256,9 @@ class LRFinder:
     def get_suggested_lr(self, method: str = "default") -> float | None:
         """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.
 
-        ``method`` is one of :func:`lr_finder.available_methods`; the default is the steepest descent of
-        log(smoothed loss) against log(LR), as the specification says.
+        ``method`` is one of :func:`lr_finder.available_methods`; the default, ``"backoff"``, was chosen by
+        ``benchmarks/suggestion_quality.py`` (``"steepest"`` is the specification's steepest descent of
+        log(smoothed loss) against log(LR)).
         """
         self._require_history("get_suggested_lr()")
         result = self.suggestion(method)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,12 +15,16 @@ def lr_at(step: int, start_lr: float, end_lr: float, num_iter: int, step_mode: s
     >>> lr_at(0, 1e-7, 1.0, 8), lr_at(7, 1e-7, 1.0, 8)
     (1e-07, 1.0)
     """
+    if step_mode not in STEP_MODES:
+        raise ValueError(f"{step_mode=} is not one of {STEP_MODES}")
+    if step <= 0:
+        return float(start_lr)  # the ends exactly, not up to rounding
+    if step >= num_iter - 1:
+        return float(end_lr)
     frac = step / (num_iter - 1)
     if step_mode == "exp":
-        return float(math.exp(math.log(start_lr) + frac * (math.log(end_lr) - math.log(start_lr))))
-    if step_mode == "linear":
-        return float(start_lr + frac * (end_lr - start_lr))
-    raise ValueError(f"{step_mode=} is not one of {STEP_MODES}")
+        return float(start_lr * (end_lr / start_lr) ** frac)
+    return float(start_lr + frac * (end_lr - start_lr))
 
 
 def lr_schedule(start_lr: float, end_lr: float, num_iter: int, step_mode: str = "exp") -> np.ndarray:

@@ -276,9 +276,11 @@ def analyze(
     >>> import numpy as np
     >>> lrs = np.logspace(-5, 0, 60)
     >>> losses = 2.0 - np.tanh(np.log10(lrs) + 2.5) + np.maximum(0.0, np.log10(lrs) + 0.8) ** 2 * 20
-    >>> s = analyze(lrs, losses, "steepest")
-    >>> round(float(np.log10(s.lr)), 1)
-    -2.5
+    >>> round(float(np.log10(analyze(lrs, losses, "steepest").lr)), 1)  # steepest fall of log(loss)
+    -2.2
+    >>> s = analyze(lrs, losses)  # the default: the minimum's LR, backed off
+    >>> s.method, f"{s.lr:.1e}", s.confidence_label
+    ('backoff', '2.7e-02', 'high')
     """
     name = DEFAULT_METHOD if method == "default" else method
     if name not in METHODS:
