@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .schedule import group_ratios
+from .training import set_lr
 
 
 def _check_lr(lr: Any) -> float:
@@ -66,7 +67,8 @@ def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[floa
     >>> opt.param_groups[0]["lr"]
     0.03
     """
-    values = group_lrs(optimizer, lr)
+    value = _check_lr(lr)
+    ratios = group_ratios([float(g["lr"]) for g in optimizer.param_groups])
     if any("initial_lr" in g for g in optimizer.param_groups):
         warnings.warn(
             "the optimizer already has an LR scheduler (its param groups have 'initial_lr'): the scheduler "
@@ -74,10 +76,5 @@ def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[floa
             "or pass group_lrs(optimizer, lr) to it (e.g. OneCycleLR(optimizer, max_lr=group_lrs(...)))",
             stacklevel=2,
         )
-    for group, value in zip(optimizer.param_groups, values, strict=True):
-        current = group["lr"]
-        if isinstance(current, torch.Tensor):
-            current.fill_(value)
-        else:
-            group["lr"] = value
-    return values
+    set_lr(optimizer, value, ratios)  # the sweep's own setter: tensor LRs filled in place
+    return [value * ratio for ratio in ratios]
