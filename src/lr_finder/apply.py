@@ -15,21 +15,22 @@ from typing import Any
 
 import torch
 
+from .errors import InputError, InputTypeError
 from .schedule import group_ratios
 from .training import set_lr
 
 
 def _check_lr(lr: Any) -> float:
     if lr is None:
-        raise ValueError(
+        raise InputError(
             "lr=None: the range test suggested no learning rate (see finder.suggestion().reason); "
             "pick one from the plot, or rerun the test with a wider range or more steps"
         )
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr={lr!r} must be a number, such as finder.get_suggested_lr()")
+        raise InputTypeError(f"lr={lr!r} must be a number, such as finder.get_suggested_lr()")
     value = float(lr)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"lr={lr!r} must be a positive finite learning rate")
+        raise InputError(f"lr={lr!r} must be a positive finite learning rate")
     return value
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .errors import InputError, InputTypeError
+
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 _ADAPT = (
@@ -132,7 +134,7 @@ def compute_loss(
         source = "loss_fn"
     elif isinstance(batch, Mapping):
         if criterion is not None:
-            raise TypeError(
+            raise InputTypeError(
                 "the loader yields dict batches, which are passed as model(**batch) with the loss read from "
                 "the output's `loss`; pass criterion=None for such a model, or " + _ADAPT
             )
@@ -141,14 +143,14 @@ def compute_loss(
         except TypeError as exc:
             if "keyword argument" not in str(exc) and "required positional argument" not in str(exc):
                 raise
-            raise TypeError(
+            raise InputTypeError(
                 f"model(**batch) with keys {sorted(map(str, batch))} failed: {exc}. A dict batch is passed "
                 "as keyword arguments, so its keys must be the names of the model's forward() arguments; "
                 "rename or drop keys in the collate_fn, or " + _ADAPT
             ) from exc
         loss = _output_loss(output)
         if loss is None:
-            raise TypeError(f"model(**batch) returned {type(output).__name__} without a `loss`; " + _ADAPT)
+            raise InputTypeError(f"model(**batch) returned {type(output).__name__} without a `loss`; " + _ADAPT)
         source = "the model's output `loss`"
     elif isinstance(batch, (list, tuple)) and len(batch) == 2:
         inputs, targets = batch
@@ -156,7 +158,7 @@ def compute_loss(
         if criterion is None:
             loss = _output_loss(output)
             if loss is None:
-                raise TypeError(
+                raise InputTypeError(
                     f"criterion is None and the model returned {type(output).__name__} without a `loss`: "
                     "pass a criterion such as torch.nn.CrossEntropyLoss(), or " + _ADAPT
                 )
@@ -168,7 +170,7 @@ def compute_loss(
         kind = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (list, tuple)) else (
             f"a {type(batch).__name__}"
         )
-        raise TypeError(f"each batch must be (inputs, targets) or a dict, got {kind}; " + _ADAPT)
+        raise InputTypeError(f"each batch must be (inputs, targets) or a dict, got {kind}; " + _ADAPT)
     check_loss(loss, source, need_grad)
     return loss.reshape(())
 
@@ -176,17 +178,17 @@ def compute_loss(
 def check_loss(loss: Any, source: str, need_grad: bool = True) -> None:
     """Raise a clear error when ``loss`` is not a scalar tensor with a gradient path."""
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(
+        raise InputTypeError(
             f"{source} returned {type(loss).__name__}, expected a scalar torch.Tensor: return the loss "
             "tensor itself (not loss.item(), a number or a tuple)"
         )
     if loss.numel() != 1:
-        raise ValueError(
+        raise InputError(
             f"{source} returned a tensor of shape {tuple(loss.shape)}, expected a scalar: "
             "use reduction='mean' (or 'sum') in the loss"
         )
     if need_grad and not loss.requires_grad:
-        raise ValueError(
+        raise InputError(
             f"{source} returned a loss without a gradient (requires_grad=False): check that some model "
             "parameters require grad and that the loss is not computed under torch.no_grad() or detached"
         )

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import InputError
 from .history import History
 
 CSV_NAME = "lr_finder_log.csv"
@@ -30,7 +31,7 @@ SUMMARY_NAME = "lr_finder_summary.json"
 CSV_COLUMNS = ("step", "lr", "raw_loss", "loss")
 
 
-class CSVFormatError(ValueError):
+class CSVFormatError(InputError):
     """A CSV file that is not a readable LR finder log; the message names the file and the problem."""
 
 

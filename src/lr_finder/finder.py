@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from . import distributed, files, plotting
 from ._logging import logger
 from .batches import LossFn
+from .errors import InputError, InputTypeError
 from .history import History
 from .schedule import group_ratios, lr_at
 from .state import Snapshot, capture
@@ -74,9 +75,9 @@ class LRFinder:
         optimizer, scaler = unwrap_optimizer(optimizer, scaler)  # accelerate's AcceleratedOptimizer
         check_objects(model, optimizer, criterion, scaler)
         if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable as loss_fn(model, batch) -> loss, got {loss_fn!r}")
+            raise InputTypeError(f"loss_fn must be callable as loss_fn(model, batch) -> loss, got {loss_fn!r}")
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-            raise TypeError(f"{cache_dir=} must be a folder path or None")
+            raise InputTypeError(f"{cache_dir=} must be a folder path or None")
         self.model = model
         self.optimizer = optimizer
         self.criterion = criterion
@@ -149,7 +150,9 @@ class LRFinder:
         if val_loader is not None:
             self._check_loader(val_loader, "val_loader", 0)
             if isinstance(val_loader, Iterator):
-                raise TypeError("val_loader is a one-shot iterator: pass a re-iterable loader such as a DataLoader")
+                raise InputTypeError(
+                    "val_loader is a one-shot iterator: pass a re-iterable loader such as a DataLoader"
+                )
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         amp = resolve_amp(self.device, use_amp, amp_dtype, self.scaler)
         settings = {
@@ -227,15 +230,15 @@ class LRFinder:
 
     def _check_loader(self, loader: Any, name: str, needed: int) -> None:
         if loader is None or not hasattr(loader, "__iter__"):
-            raise TypeError(f"{name} must be an iterable of batches such as a DataLoader, got {loader!r}")
+            raise InputTypeError(f"{name} must be an iterable of batches such as a DataLoader, got {loader!r}")
         try:
             n = len(loader)
         except TypeError:
             return
         if n == 0:
-            raise ValueError(f"{name} is empty (len 0): pass a loader with at least one batch")
+            raise InputError(f"{name} is empty (len 0): pass a loader with at least one batch")
         if isinstance(loader, Iterator) and n < needed:
-            raise ValueError(
+            raise InputError(
                 f"{name} is a one-shot iterator with {n} batches but the sweep needs {needed}: pass a "
                 "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
             )

@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InputError
+
 KEYS = ("lr", "loss", "raw_loss")
 
 
@@ -25,7 +27,7 @@ class History(Mapping[str, Any]):
 
     def __post_init__(self) -> None:
         if not len(self.lr) == len(self.loss) == len(self.raw_loss):
-            raise ValueError(
+            raise InputError(
                 f"history columns differ in length: lr {len(self.lr)}, loss {len(self.loss)}, "
                 f"raw_loss {len(self.raw_loss)}"
             )

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import InputError
+
 STEP_MODES = ("exp", "linear")
 
 
@@ -16,7 +18,7 @@ def lr_at(step: int, start_lr: float, end_lr: float, num_iter: int, step_mode: s
     (1e-07, 1.0)
     """
     if step_mode not in STEP_MODES:
-        raise ValueError(f"{step_mode=} is not one of {STEP_MODES}")
+        raise InputError(f"{step_mode=} is not one of {STEP_MODES}")
     if step <= 0:
         return float(start_lr)  # the ends exactly, not up to rounding
     if step >= num_iter - 1:

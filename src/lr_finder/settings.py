@@ -74,7 +74,8 @@ class RangeTestSettings:
             fix(self, name, v)
         if not self.end_lr > self.start_lr:
             raise InputError(
-                f"end_lr={self.end_lr!r} must be greater than start_lr={self.start_lr!r}: the sweep goes from low to high"
+                f"end_lr={self.end_lr!r} must be greater than start_lr={self.start_lr!r}: "
+                "the sweep goes from low to high"
             )
         fix(self, "num_iter", _int("num_iter", self.num_iter))
         if self.num_iter < 2:
@@ -89,7 +90,9 @@ class RangeTestSettings:
             )
         fix(self, "diverge_th", _real("diverge_th", self.diverge_th))
         if not (math.isfinite(self.diverge_th) and self.diverge_th > 1.0):
-            raise InputError(f"diverge_th={self.diverge_th!r} must be a finite number greater than 1 (5.0 is the default)")
+            raise InputError(
+                f"diverge_th={self.diverge_th!r} must be a finite number greater than 1 (5.0 is the default)"
+            )
         fix(self, "accumulation_steps", _int("accumulation_steps", self.accumulation_steps))
         if self.accumulation_steps < 1:
             raise InputError(f"accumulation_steps={self.accumulation_steps!r} must be at least 1")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
 from .smoothing import smooth
 
 #: Fewest usable points for any suggestion.
@@ -101,7 +102,7 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     x = np.asarray(lrs, dtype=float).ravel()
     v = np.asarray(losses, dtype=float).ravel()
     if x.size != v.size:
-        raise ValueError(f"lrs and losses must have the same length, got {x.size} and {v.size}")
+        raise InputError(f"lrs and losses must have the same length, got {x.size} and {v.size}")
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(x) & np.isfinite(v) & (x > 0)
     index = np.flatnonzero(keep)
@@ -284,7 +285,7 @@ def analyze(
     """
     name = DEFAULT_METHOD if method == "default" else method
     if name not in METHODS:
-        raise ValueError(f"{method=} is not one of {available_methods()}")
+        raise InputError(f"{method=} is not one of {available_methods()}")
     c = prepare(lrs, losses)
     if isinstance(c, str):
         return Suggestion(None, name, reason=c, diagnostics=(c,))

@@ -18,6 +18,7 @@ import torch
 from . import monitor
 from ._logging import logger
 from .batches import LossFn, batch_size, compute_loss, move_to_device
+from .errors import InputError
 
 
 @dataclass
@@ -97,12 +98,12 @@ class BatchStream:
             batch = next(self._it)
         except StopIteration:
             if self.one_shot:
-                raise ValueError(
+                raise InputError(
                     f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a "
                     "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
                 ) from None
             if self._in_pass == 0:
-                raise ValueError(
+                raise InputError(
                     f"{self.name} yielded no batches: pass a loader with at least one batch"
                 ) from None
             self._it = iter(self.loader)
@@ -110,7 +111,7 @@ class BatchStream:
             try:
                 batch = next(self._it)
             except StopIteration:
-                raise ValueError(
+                raise InputError(
                     f"{self.name} yielded no batches on its second pass: it cannot be cycled"
                 ) from None
         self._in_pass += 1
@@ -218,7 +219,7 @@ def evaluate(
             m.training = training
         bookkeeping.restore()
     if count == 0:
-        raise ValueError(
+        raise InputError(
             "val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None"
         )
     return (total / count).float()
