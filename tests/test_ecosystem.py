@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lr_finder import LRFinder, lr_schedule  # noqa: E402
-from lr_finder.training import BatchStream  # noqa: E402
+from lr_finder.loaders import BatchStream  # noqa: E402
 
 from tasks import assert_same_state, digits_tensors, state_of  # noqa: E402
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lr_finder import LRFinder, analyze, lr_schedule
-from lr_finder.training import Amp, evaluate
+from lr_finder.training import Amp, Trainer
 
 from tasks import assert_same_state, digits_tensors, state_of
 
@@ -247,7 +247,8 @@ def test_evaluate_is_the_exact_mean_over_uneven_batches():
         DataLoader(TensorDataset(XV, YV), batch_sampler=UnevenBatches()),
         DataLoader(TensorDataset(XV, YV), batch_size=32),  # 32, 32, 32, 4
     ]:
-        got = evaluate(model, CE, val, loss_fn=None, amp=Amp("cpu"), device=torch.device("cpu"))
+        trainer = Trainer(model, optimizer=None, criterion=CE, loss_fn=None, amp=Amp("cpu"), device=torch.device("cpu"))
+        got = trainer.evaluate(val)
         model.eval()
         expected = full_mean_loss(model, XV, YV)
         model.train()

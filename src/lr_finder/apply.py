@@ -77,5 +77,6 @@ def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[floa
             "or pass group_lrs(optimizer, lr) to it (e.g. OneCycleLR(optimizer, max_lr=group_lrs(...)))",
             stacklevel=2,
         )
-    set_lr(optimizer, value, ratios)  # the sweep's own setter: tensor LRs filled in place
-    return [value * ratio for ratio in ratios]
+    lrs = [value * ratio for ratio in ratios]
+    set_lr(optimizer, lrs)  # the sweep's own setter: tensor LRs filled in place
+    return lrs

@@ -396,10 +396,10 @@ def run(
     Writes lr_finder_plot.png, lr_finder_log.csv, best_lr.txt and lr_finder_summary.json into OUT
     (only those names; other files there are left alone).
     """
-    from .validation import check_range_args
+    from .settings import RangeTestSettings
 
     try:
-        check_range_args(
+        RangeTestSettings(
             start_lr=start_lr,
             end_lr=end_lr,
             num_iter=num_iter,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,22 @@ from tqdm.auto import tqdm
 from . import distributed, files, plotting
 from ._logging import logger
 from .batches import LossFn
-from .errors import InputError, InputTypeError
+from .errors import InputTypeError, RangeTestError
 from .history import History
-from .schedule import group_ratios, lr_at
+from .loaders import BatchStream, LoaderBookkeeping
+from .schedule import group_ratios, group_schedule
+from .settings import RangeTestSettings, check_flag
 from .state import Snapshot, capture
 from .suggestion import Suggestion
-from .training import BatchStream, Recorder, resolve_amp, sweep
-from .validation import check_objects, check_range_args, resolve_device, unwrap_optimizer
+from .training import GroupSchedule, Recorder, Trainer, resolve_amp, sweep
+from .validation import (
+    check_loader,
+    check_not_a_loader,
+    check_objects,
+    check_val_loader,
+    resolve_device,
+    unwrap_optimizer,
+)
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
@@ -82,7 +91,7 @@ class LRFinder:
         self.optimizer = optimizer
         self.criterion = criterion
         self.device = resolve_device(model, device)
-        self.memory_cache = bool(memory_cache)
+        self.memory_cache = check_flag("memory_cache", memory_cache)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.scaler = scaler
         self.loss_fn = loss_fn
@@ -135,44 +144,87 @@ class LRFinder:
 
         Returns:
             The :class:`History` (also kept as :attr:`history`).
+
+        Raises:
+            InputError: a bad argument or loader, before anything is trained (an ``InputTypeError`` for a
+                wrong type, such as ``use_amp="yes"`` or a loader passed as ``start_lr``).
+            RangeTestError: the loss was not finite from the very first step, so there is no curve.
         """
-        check_range_args(
+        for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
+            check_not_a_loader(name, value)
+        settings = RangeTestSettings(
             start_lr=start_lr,
             end_lr=end_lr,
             num_iter=num_iter,
             step_mode=step_mode,
             smooth_f=smooth_f,
             diverge_th=diverge_th,
+            use_amp=use_amp,
+            adaptive_stop=adaptive_stop,
             accumulation_steps=accumulation_steps,
+            non_blocking_transfer=non_blocking_transfer,
+            amp_dtype=amp_dtype,
+            show_progress=show_progress,
         )
-        self._check_loader(train_loader, "train_loader", num_iter * accumulation_steps)
-        distributed.check_supported(self.model)  # FSDP / DTensor: refused, saying what to do instead
+        return self.run(train_loader, settings, val_loader=val_loader)
+
+    def run(
+        self,
+        train_loader: Iterable[Any],
+        settings: RangeTestSettings,
+        *,
+        val_loader: Iterable[Any] | None = None,
+        schedule: GroupSchedule | None = None,
+    ) -> History:
+        """:meth:`range_test` from a :class:`~lr_finder.settings.RangeTestSettings`.
+
+        ``schedule(step) -> (recorded_lr, one LR per param group)`` replaces the default sweep, in which
+        every group follows ``settings.lr(step)`` at its ratio to the first group with a positive LR.
+        """
+        check_loader(train_loader, "train_loader", settings.batches_needed)
         if val_loader is not None:
-            self._check_loader(val_loader, "val_loader", 0)
-            if isinstance(val_loader, Iterator):
-                raise InputTypeError(
-                    "val_loader is a one-shot iterator: pass a re-iterable loader such as a DataLoader"
-                )
+            check_val_loader(val_loader)
+        distributed.check_supported(self.model)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
-        amp = resolve_amp(self.device, use_amp, amp_dtype, self.scaler)
-        settings = {
-            "start_lr": float(start_lr),
-            "end_lr": float(end_lr),
-            "num_iter": int(num_iter),
-            "step_mode": step_mode,
-            "smooth_f": float(smooth_f),
-            "diverge_th": float(diverge_th),
-            "use_amp": bool(use_amp),
-            "amp_dtype": None if amp.dtype is None else str(amp.dtype).replace("torch.", ""),
-            "adaptive_stop": bool(adaptive_stop),
-            "accumulation_steps": int(accumulation_steps),
-            "val_loader": val_loader is not None,
-            "device": str(self.device),
-            "param_group_ratios": ratios,
-        }
-        sync = distributed.step_sync(self.model, self.device)  # None unless DDP in a multi-process group
+        schedule = schedule or group_schedule(settings.lr, ratios)
+        amp = resolve_amp(self.device, settings.use_amp, settings.amp_dtype, self.scaler)
+        trainer = Trainer(self.model, self.optimizer, self.criterion, self.loss_fn, amp, self.device,
+                          settings.accumulation_steps, settings.non_blocking_transfer)
+        sync = distributed.step_sync(self.model, self.device)  # None unless trained across processes
+        recorded = settings.to_dict()
+        recorded.update(
+            amp_dtype=None if amp.dtype is None else str(amp.dtype).replace("torch.", ""),
+            val_loader=val_loader is not None,
+            device=str(self.device),
+            param_group_ratios=ratios,
+        )
         if sync is not None:
-            settings["world_size"] = sync.world
+            recorded["world_size"] = sync.world
+        record = self._record_run(trainer, (train_loader, val_loader), settings, schedule, sync, recorded)
+        if not record.lr and record.non_finite is not None:
+            lr, value = record.non_finite
+            raise RangeTestError(
+                f"the loss was {value} at the first step (lr={lr:.3g}), so nothing was recorded; the model and "
+                "optimizer are restored. Check the data and targets for NaN/inf, the loss inputs (e.g. class "
+                "indices in range, logits vs probabilities) and the model's initialisation, or lower start_lr"
+            )
+        if record.stop_reason:
+            logger.info("Stopped early after %d steps: %s", len(record.lr), record.stop_reason)
+        logger.info("LR range test complete! Use `.plot()` to visualize.")
+        logger.info("Model and optimizer state restored after LR test.")
+        return self.history
+
+    def _record_run(
+        self,
+        trainer: Trainer,
+        loaders: tuple[Any, Any],
+        settings: RangeTestSettings,
+        schedule: GroupSchedule,
+        sync: Any,
+        recorded: dict[str, Any],
+    ) -> Recorder:
+        """Snapshot, sweep, and restore on every exit path; :attr:`history` is set on every one too."""
+        train_loader, val_loader = loaders
         snapshot = capture(
             self.model,
             self.optimizer,
@@ -184,64 +236,29 @@ class LRFinder:
         )
         self._snapshot = snapshot
         record = Recorder()
-        bar = tqdm(total=num_iter, desc="Finding LR", disable=not (show_progress and distributed.is_main()))
+        bar = tqdm(total=settings.num_iter, desc="Finding LR",
+                   disable=not (settings.show_progress and distributed.is_main()))
         start = time.perf_counter()
         stream: BatchStream | None = None
+        val_books = LoaderBookkeeping(val_loader)
         try:
             stream = BatchStream(train_loader)
-            sweep(
-                self.model,
-                self.optimizer,
-                self.criterion,
-                stream,
-                (lr_at(i, start_lr, end_lr, num_iter, step_mode) for i in range(num_iter)),
-                ratios,
-                record,
-                smooth_f=smooth_f,
-                diverge_th=diverge_th,
-                adaptive_stop=adaptive_stop,
-                loss_fn=self.loss_fn,
-                amp=amp,
-                device=self.device,
-                accumulation_steps=accumulation_steps,
-                val_loader=val_loader,
-                non_blocking=non_blocking_transfer,
-                sync=sync,
-                on_step=lambda: bar.update(1),
-            )
+            sweep(trainer, stream, settings, schedule, record, val_loader=val_loader, sync=sync,
+                  on_step=lambda: bar.update(1))
         finally:
             bar.close()
             if stream is not None:
-                stream.close()  # the loader's own bookkeeping (e.g. accelerate's pass counter) goes back too
-            settings["elapsed_s"] = round(time.perf_counter() - start, 4)
-            self.history = History(
-                tuple(record.lr), tuple(record.loss), tuple(record.raw_loss), record.stop_reason, settings
-            )
+                stream.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
+            val_books.restore()
+            recorded["elapsed_s"] = round(time.perf_counter() - start, 4)
+            columns = (tuple(record.lr), tuple(record.loss), tuple(record.raw_loss))
+            self.history = History(*columns, record.stop_reason, recorded)
             try:
                 snapshot.restore()
             finally:
                 snapshot.discard()
                 self._snapshot = None
-        if record.stop_reason:
-            logger.info("Stopped early after %d steps: %s", len(record.lr), record.stop_reason)
-        logger.info("LR range test complete! Use `.plot()` to visualize.")
-        logger.info("Model and optimizer state restored after LR test.")
-        return self.history
-
-    def _check_loader(self, loader: Any, name: str, needed: int) -> None:
-        if loader is None or not hasattr(loader, "__iter__"):
-            raise InputTypeError(f"{name} must be an iterable of batches such as a DataLoader, got {loader!r}")
-        try:
-            n = len(loader)
-        except TypeError:
-            return
-        if n == 0:
-            raise InputError(f"{name} is empty (len 0): pass a loader with at least one batch")
-        if isinstance(loader, Iterator) and n < needed:
-            raise InputError(
-                f"{name} is a one-shot iterator with {n} batches but the sweep needs {needed}: pass a "
-                "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
-            )
+        return record
 
     # -- analysis -----------------------------------------------------------------------------------
     def _require_history(self, what: str) -> None:

@@ -1,22 +1,29 @@
-"""The record of one range test: an immutable result, readable like torch-lr-finder's dict."""
+"""The record of one range test: an immutable result that is also a plain ``dict`` of its columns."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import InputError
 
 KEYS = ("lr", "loss", "raw_loss")
 
 
-@dataclass(frozen=True)
-class History(Mapping[str, Any]):
+@dataclass(frozen=True, eq=False)
+class History(dict):  # type: ignore[type-arg]
     """Learning rates, smoothed losses and raw losses of a sweep, equal lengths, plus why it stopped.
 
-    ``history["lr"]``, ``history["loss"]`` (smoothed, what the suggestion uses) and ``history["raw_loss"]``
-    are tuples of floats; ``history["stop_reason"]`` is ``None`` when the sweep ran all ``num_iter`` steps.
+    It is a ``dict`` with the per-step columns ``"lr"``, ``"loss"`` (the EMA that drives the stop rule)
+    and ``"raw_loss"``, each a tuple of floats, so it goes wherever a dict goes: ``pd.DataFrame(history)``,
+    ``json.dumps(history)``, ``dict(history)``, ``history["lr"][-1]``. It is read-only (``dict(history)``
+    is a mutable copy). ``history["stop_reason"]`` (also :attr:`stop_reason`) is ``None`` when the sweep
+    ran all ``num_iter`` steps; :attr:`settings` records the run.
+
+    >>> import json
+    >>> h = History((1e-3, 1e-2), (2.0, 1.5), (2.0, 1.0))
+    >>> json.dumps(h), h["lr"][-1], h["stop_reason"]
+    ('{"lr": [0.001, 0.01], "loss": [2.0, 1.5], "raw_loss": [2.0, 1.0]}', 0.01, None)
     """
 
     lr: tuple[float, ...] = ()
@@ -26,22 +33,42 @@ class History(Mapping[str, Any]):
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not len(self.lr) == len(self.loss) == len(self.raw_loss):
+        columns = {key: tuple(float(v) for v in getattr(self, key)) for key in KEYS}
+        lengths = {key: len(values) for key, values in columns.items()}
+        if len(set(lengths.values())) > 1:
             raise InputError(
-                f"history columns differ in length: lr {len(self.lr)}, loss {len(self.loss)}, "
-                f"raw_loss {len(self.raw_loss)}"
+                f"history columns differ in length: lr {lengths['lr']}, loss {lengths['loss']}, "
+                f"raw_loss {lengths['raw_loss']}"
             )
+        for key, values in columns.items():
+            object.__setattr__(self, key, values)
+        dict.update(self, columns)
 
     def __getitem__(self, key: str) -> Any:
-        if key in (*KEYS, "stop_reason"):
-            return getattr(self, key)
-        raise KeyError(key)
+        if key == "stop_reason":
+            return self.stop_reason
+        return dict.__getitem__(self, key)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter((*KEYS, "stop_reason"))
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key == "stop_reason" or key in self else default
 
-    def __len__(self) -> int:
-        return len(KEYS) + 1
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History):
+            return dict.__eq__(self, other) and (self.stop_reason, self.settings) == (
+                other.stop_reason,
+                other.settings,
+            )
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (History, (self.lr, self.loss, self.raw_loss, self.stop_reason, self.settings))
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("History is read-only: copy it first, e.g. columns = dict(history)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
 
     @property
     def num_steps(self) -> int:
@@ -52,12 +79,7 @@ class History(Mapping[str, Any]):
         return self.stop_reason is not None
 
     def analyze(self, method: str = "default") -> Any:
-        """The :class:`lr_finder.Suggestion` for this curve.
-
-        It reads the raw per-step losses, which :func:`lr_finder.analyze` smooths without lag; the EMA in
-        ``loss`` lags about ``1 / smooth_f`` steps behind and drives only the stop rule and the plot
-        (``benchmarks/suggestion_quality.py`` measured both inputs).
-        """
+        """The :class:`lr_finder.Suggestion` for this curve, from the raw per-step losses (not the EMA)."""
         from .suggestion import analyze
 
         return analyze(self.lr, self.raw_loss, method)

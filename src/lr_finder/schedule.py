@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -48,3 +48,19 @@ def group_ratios(base_lrs: Sequence[float]) -> list[float]:
     if ref is None:
         return [1.0 for _ in base_lrs]
     return [lr / ref for lr in base_lrs]
+
+
+def group_schedule(
+    lr: Callable[[int], float], ratios: Sequence[float]
+) -> Callable[[int], tuple[float, list[float]]]:
+    """The sweep for every param group: ``step -> (swept LR, one LR per group)``, each group at its ratio.
+
+    >>> group_schedule(lambda step: 0.1 * 10**step, [1.0, 0.5])(1)
+    (1.0, [1.0, 0.5])
+    """
+
+    def at(step: int) -> tuple[float, list[float]]:
+        value = lr(step)
+        return value, [value * ratio for ratio in ratios]
+
+    return at

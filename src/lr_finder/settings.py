@@ -30,8 +30,8 @@ def _int(name: str, value: Any) -> int:
     return int(value)
 
 
-def _flag(name: str, value: Any) -> bool:
-    # numpy booleans and 0/1 ints are flags too; a string such as "no" is truthy and must not pass as one
+def check_flag(name: str, value: Any) -> bool:
+    """A True/False argument (numpy booleans and 0/1 too); a string such as ``"no"`` is refused, not read as True."""
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and int(value) in (0, 1)):
         return bool(value)
     raise InputTypeError(f"{name}={value!r} must be True or False")
@@ -97,7 +97,7 @@ class RangeTestSettings:
         if self.accumulation_steps < 1:
             raise InputError(f"accumulation_steps={self.accumulation_steps!r} must be at least 1")
         for name in ("use_amp", "adaptive_stop", "non_blocking_transfer", "show_progress"):
-            fix(self, name, _flag(name, getattr(self, name)))
+            fix(self, name, check_flag(name, getattr(self, name)))
         fix(self, "amp_dtype", _amp_dtype(self.amp_dtype))
 
     def lr(self, step: int) -> float:

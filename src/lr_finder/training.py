@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -19,6 +19,14 @@ from . import monitor
 from ._logging import logger
 from .batches import LossFn, batch_size, compute_loss, move_to_device
 from .errors import InputError
+from .settings import RangeTestSettings
+
+#: ``schedule(step) -> (recorded_lr, one LR per param group)``.
+GroupSchedule = Callable[[int], tuple[float, Sequence[float]]]
+
+
+class BatchSource(Protocol):
+    def next(self) -> Any: ...
 
 
 @dataclass
@@ -36,7 +44,7 @@ class Amp:
 
 
 def resolve_amp(device: torch.device, use_amp: bool, amp_dtype: torch.dtype | None, scaler: Any) -> Amp:
-    """Mixed precision as the specification asks: fp16 autocast + GradScaler on CUDA; fp32 on CPU by default."""
+    """fp16 autocast + GradScaler on CUDA (bf16 when asked, without a scaler); fp32 on CPU unless bf16."""
     if not use_amp:
         return Amp(device.type)
     if device.type == "cuda":
@@ -54,82 +62,9 @@ def resolve_amp(device: torch.device, use_amp: bool, amp_dtype: torch.dtype | No
     return Amp(device.type)
 
 
-class _LoaderBookkeeping:
-    """What iterating an accelerate-prepared loader changes besides the data, saved to be put back.
-
-    accelerate's ``DataLoaderShard`` counts its finished passes in ``iteration`` (the epoch its seedable
-    sampler shuffles with) and registers in accelerate's ``GradientState`` while a pass runs; a pass left
-    half-way stays registered. Other loaders have neither, and nothing is saved for them.
-    """
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-        state = getattr(loader, "gradient_state", None)
-        references = getattr(state, "dataloader_references", None)
-        self.references = None if references is None else list(references)
-        iteration = getattr(loader, "iteration", None) if self.references is not None else None
-        self.iteration = iteration if isinstance(iteration, int) else None
-
-    def restore(self) -> None:
-        if self.iteration is not None:
-            self.loader.iteration = self.iteration
-        if self.references is not None:
-            self.loader.gradient_state.dataloader_references = list(self.references)
-
-
-class BatchStream:
-    """Batches from a loader, starting it over when it ends (a loader shorter than the sweep is cycled).
-
-    A one-shot iterator (a generator) cannot be started over: running out of it is a clear error.
-    :meth:`close` lets go of the loader as it was found (see :class:`_LoaderBookkeeping`).
-    """
-
-    def __init__(self, loader: Iterable[Any], name: str = "train_loader") -> None:
-        self.loader = loader
-        self.name = name
-        self.one_shot = isinstance(loader, Iterator)
-        self._bookkeeping = _LoaderBookkeeping(loader)
-        self._it: Iterator[Any] = iter(loader)
-        self._in_pass = 0
-        self.total = 0
-
-    def next(self) -> Any:
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            if self.one_shot:
-                raise InputError(
-                    f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a "
-                    "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
-                ) from None
-            if self._in_pass == 0:
-                raise InputError(
-                    f"{self.name} yielded no batches: pass a loader with at least one batch"
-                ) from None
-            self._it = iter(self.loader)
-            self._in_pass = 0
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                raise InputError(
-                    f"{self.name} yielded no batches on its second pass: it cannot be cycled"
-                ) from None
-        self._in_pass += 1
-        self.total += 1
-        return batch
-
-    def close(self) -> None:
-        """Drop the pass in progress and put back the loader's bookkeeping (accelerate's pass counter and
-        ``GradientState`` registration). Safe to call more than once."""
-        self._it = iter(())
-        self._in_pass = 0
-        self._bookkeeping.restore()
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> None:
-    """Set every param group to ``lr * ratio`` (in place for tensor LRs, so compiled optimizers keep working)."""
-    for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-        value = lr * ratio
+def set_lr(optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> None:
+    """Set each param group's LR (in place for tensor LRs, so compiled optimizers keep working)."""
+    for group, value in zip(optimizer.param_groups, lrs, strict=True):
         current = group["lr"]
         if isinstance(current, torch.Tensor):
             current.fill_(value)
@@ -137,92 +72,77 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> 
             group["lr"] = value
 
 
-def train_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    criterion: Callable[..., torch.Tensor] | None,
-    stream: BatchStream,
-    *,
-    loss_fn: LossFn | None,
-    amp: Amp,
-    device: torch.device,
-    accumulation_steps: int = 1,
-    non_blocking: bool = True,
-    before_backward: Callable[[torch.Tensor], None] | None = None,
-) -> torch.Tensor:
-    """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached).
+@dataclass(frozen=True)
+class Trainer:
+    """What one training step needs, closed over once for the whole sweep."""
 
-    ``before_backward(mean_loss)`` (issue 6, distributed): called after the last micro-batch's forward pass
-    and before its backward pass, where the ranks of a DDP test exchange their loss and failure flags.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    total: torch.Tensor | None = None
-    no_sync = getattr(model, "no_sync", None)
-    for j in range(accumulation_steps):
-        batch = move_to_device(stream.next(), device, non_blocking)
-        last = j == accumulation_steps - 1
-        ctx = no_sync() if (no_sync is not None and not last) else contextlib.nullcontext()
-        with ctx:
-            with amp.autocast():
-                loss = compute_loss(model, criterion, batch, loss_fn)
-            value = loss.detach().float()
-            total = value if total is None else total + value
-            if last and before_backward is not None:  # distributed.StepSync: every rank checks in here
-                before_backward(total / accumulation_steps if accumulation_steps > 1 else total)
-            scaled = loss / accumulation_steps if accumulation_steps > 1 else loss
-            if amp.scaler is not None:
-                amp.scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-    if amp.scaler is not None:
-        amp.scaler.step(optimizer)
-        amp.scaler.update()
-    else:
-        optimizer.step()
-    assert total is not None
-    return total / accumulation_steps if accumulation_steps > 1 else total
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: Callable[..., torch.Tensor] | None
+    loss_fn: LossFn | None
+    amp: Amp
+    device: torch.device
+    accumulation_steps: int = 1
+    non_blocking: bool = True
 
+    def _loss(self, model: torch.nn.Module, batch: Any, need_grad: bool = True) -> torch.Tensor:
+        with self.amp.autocast():
+            return compute_loss(model, self.criterion, batch, self.loss_fn, need_grad=need_grad)
 
-def evaluate(
-    model: torch.nn.Module,
-    criterion: Callable[..., torch.Tensor] | None,
-    loader: Iterable[Any],
-    *,
-    loss_fn: LossFn | None,
-    amp: Amp,
-    device: torch.device,
-    non_blocking: bool = True,
-) -> torch.Tensor:
-    """Exact mean loss over a whole loader (weighted by batch size), in eval mode under ``no_grad``.
+    def step(
+        self, source: BatchSource, before_backward: Callable[[torch.Tensor], None] | None = None
+    ) -> torch.Tensor:
+        """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached).
 
-    Assumes a mean-reduced loss per batch, weighted by :func:`lr_finder.batches.batch_size` (the first
-    dimension of the batch's first tensor), so uneven batches (a last partial one) give the exact mean over
-    samples. The train/eval mode of every submodule is put back afterwards, and so is the bookkeeping of an
-    accelerate-prepared loader (its pass counter).
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    bookkeeping = _LoaderBookkeeping(loader)
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    try:
-        with torch.no_grad():
-            for raw in loader:
-                batch = move_to_device(raw, device, non_blocking)
-                with amp.autocast():
-                    loss = compute_loss(model, criterion, batch, loss_fn, need_grad=False)
-                n = batch_size(batch)
-                total += loss.detach().double() * n
-                count += n
-    finally:
-        for m, training in modes:
-            m.training = training
-        bookkeeping.restore()
-    if count == 0:
-        raise InputError(
-            "val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None"
-        )
-    return (total / count).float()
+        ``before_backward(mean_loss)`` is called after the last micro-batch's forward pass and before its
+        backward pass: where the ranks of a distributed test exchange their loss and failure flags.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        n = self.accumulation_steps
+        total = torch.zeros((), device=self.device)
+        no_sync = getattr(self.model, "no_sync", None)
+        for j in range(n):
+            batch = move_to_device(source.next(), self.device, self.non_blocking)
+            last = j == n - 1
+            with no_sync() if (no_sync is not None and not last) else contextlib.nullcontext():
+                loss = self._loss(self.model, batch)
+                total = total + loss.detach().float()
+                if last and before_backward is not None:
+                    before_backward(total / n)
+                scaled = loss / n if n > 1 else loss
+                (self.amp.scaler.scale(scaled) if self.amp.scaler is not None else scaled).backward()
+        if self.amp.scaler is not None:
+            self.amp.scaler.step(self.optimizer)
+            self.amp.scaler.update()
+        else:
+            self.optimizer.step()
+        return total / n
+
+    def evaluate(self, loader: Iterable[Any], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """Exact mean loss over a whole loader (weighted by batch size), in eval mode under ``no_grad``.
+
+        Assumes a mean-reduced loss per batch, weighted by :func:`lr_finder.batches.batch_size`, so uneven
+        batches (a last partial one) give the exact mean over samples. The train/eval mode of every
+        submodule is put back afterwards.
+        """
+        model = self.model if model is None else model
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        try:
+            with torch.no_grad():
+                for raw in loader:
+                    batch = move_to_device(raw, self.device, self.non_blocking)
+                    n = batch_size(batch)
+                    total += self._loss(model, batch, need_grad=False).detach().double() * n
+                    count += n
+        finally:
+            for m, training in modes:
+                m.training = training
+        if count == 0:
+            raise InputError("val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None")
+        return (total / count).float()
 
 
 @dataclass
@@ -234,9 +154,29 @@ class Recorder:
     raw_loss: list[float] = field(default_factory=list)
     stop_reason: str | None = None
     state: monitor.MonitorState = field(default_factory=monitor.init)
+    #: the first loss that was not finite, with its LR (it stops the sweep and is not recorded)
+    non_finite: tuple[float, float] | None = None
+
+    def add(self, lr: float, raw: float, settings: RangeTestSettings) -> bool:
+        """Record one step's loss; returns True when the sweep must stop."""
+        self.state = monitor.update(
+            self.state,
+            raw,
+            smooth_f=settings.smooth_f,
+            diverge_th=settings.diverge_th,
+            adaptive_stop=settings.adaptive_stop,
+        )
+        if self.state.count > len(self.raw_loss):  # a finite loss was recorded
+            self.lr.append(lr)
+            self.raw_loss.append(raw)
+            self.loss.append(self.state.smoothed)
+        elif self.non_finite is None:
+            self.non_finite = (lr, raw)
+        self.stop_reason = self.state.stop_reason
+        return self.stop_reason is not None
 
 
-class _LossReader:
+class LossReader:
     """Reads per-step loss tensors back to the host, with a lag of one step on CUDA."""
 
     def __init__(self, device: torch.device) -> None:
@@ -264,87 +204,51 @@ class _LossReader:
                 yield lr, float(item)
 
 
+def _record(reader: LossReader, record: Recorder, settings: RangeTestSettings, drain: bool = False) -> bool:
+    for lr, raw in reader.ready(drain):
+        if record.add(lr, raw, settings):
+            reader.pending.clear()
+            return True
+    return False
+
+
 def sweep(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    criterion: Callable[..., torch.Tensor] | None,
-    stream: BatchStream,
-    lrs: Iterable[float],
-    ratios: list[float],
+    trainer: Trainer,
+    stream: BatchSource,
+    settings: RangeTestSettings,
+    schedule: GroupSchedule,
     record: Recorder,
     *,
-    smooth_f: float,
-    diverge_th: float,
-    adaptive_stop: bool,
-    loss_fn: LossFn | None,
-    amp: Amp,
-    device: torch.device,
-    accumulation_steps: int = 1,
     val_loader: Iterable[Any] | None = None,
-    non_blocking: bool = True,
     sync: Any = None,
     on_step: Callable[[], None] | None = None,
 ) -> None:
     """Run the sweep, appending to ``record``; stops early as :func:`lr_finder.monitor.update` decides.
 
-    ``sync``: a :class:`lr_finder.distributed.StepSync` for a DDP model (``None`` in a single process): it
-    prefetches the batches and averages each step's loss over ranks in one all-reduce before the backward
-    pass, so that all ranks record the same curve and stop (or fail) at the same step.
+    ``sync``: a :class:`lr_finder.distributed.StepSync` for a model trained across processes (``None`` in a
+    single process): it prefetches the batches and averages each step's loss over ranks in one all-reduce
+    before the backward pass, so that all ranks record the same curve and stop (or fail) at the same step.
     """
-    reader = _LossReader(device)
-
-    def consume(drain: bool) -> bool:
-        for lr, raw in reader.ready(drain):
-            record.state = monitor.update(
-                record.state, raw, smooth_f=smooth_f, diverge_th=diverge_th, adaptive_stop=adaptive_stop
-            )
-            if record.state.count > len(record.raw_loss):  # a finite loss was recorded
-                record.lr.append(lr)
-                record.raw_loss.append(raw)
-                record.loss.append(record.state.smoothed)
-            if record.state.stop_reason is not None:
-                record.stop_reason = record.state.stop_reason
-                reader.pending.clear()
-                return True
-        return False
-
-    model.train()
-    source: Any = stream
-    eval_model = model
-    if sync is not None:  # distributed (DDP): the batches come prefetched, checked on every rank
-        lrs = list(lrs)
-        source = sync.start(stream, len(lrs), accumulation_steps)
-        eval_model = sync.local_model(model)
-    for lr in lrs:
-        set_lr(optimizer, lr, ratios)
-
-        def step(before_backward: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
-            return train_step(
-                model,
-                optimizer,
-                criterion,
-                source,
-                loss_fn=loss_fn,
-                amp=amp,
-                device=device,
-                accumulation_steps=accumulation_steps,
-                non_blocking=non_blocking,
-                before_backward=before_backward,
-            )
-
-        loss = step() if sync is None else sync.step(step)
+    reader = LossReader(trainer.device)
+    trainer.model.train()
+    source: BatchSource = stream
+    eval_model = trainer.model
+    if sync is not None:
+        source = sync.start(stream, settings.num_iter, settings.accumulation_steps)
+        eval_model = sync.local_model(trainer.model)
+    for i in range(settings.num_iter):
+        lr, group_lrs = schedule(i)
+        set_lr(trainer.optimizer, group_lrs)
+        if sync is None:
+            loss = trainer.step(source)
+        else:
+            loss = sync.step(lambda before_backward: trainer.step(source, before_backward))
         if val_loader is not None:
-
-            def run_eval() -> torch.Tensor:
-                return evaluate(
-                    eval_model, criterion, val_loader, loss_fn=loss_fn, amp=amp, device=device,
-                    non_blocking=non_blocking,
-                )
-
-            loss = run_eval() if sync is None else sync.evaluate(run_eval)
+            evaluate = lambda: trainer.evaluate(val_loader, eval_model)  # noqa: E731
+            loss = evaluate() if sync is None else sync.evaluate(evaluate)
         reader.push(lr, loss)
         if on_step is not None:
             on_step()
-        if consume(drain=False):
+        if _record(reader, record, settings):
             return
-    consume(drain=True)
+    _record(reader, record, settings, drain=True)

@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import math
-import numbers
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from ._logging import logger
 from .errors import InputError, InputTypeError
-from .schedule import STEP_MODES
-
-
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputTypeError(f"{name}={value!r} must be a number")
-    return float(value)
-
-
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputTypeError(f"{name}={value!r} must be an int")
-    return int(value)
-
-
-def check_range_args(
-    *,
-    start_lr: Any,
-    end_lr: Any,
-    num_iter: Any,
-    step_mode: Any,
-    smooth_f: Any,
-    diverge_th: Any,
-    accumulation_steps: Any = 1,
-) -> None:
-    for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
-        v = _real(name, value)
-        if not (math.isfinite(v) and v > 0):
-            raise InputError(f"{name}={value!r} must be a positive finite learning rate, e.g. 1e-7")
-    if not float(end_lr) > float(start_lr):
-        raise InputError(f"{end_lr=} must be greater than {start_lr=}: the sweep goes from low to high")
-    if _int("num_iter", num_iter) < 2:
-        raise InputError(f"{num_iter=} must be at least 2 (100 is a good default)")
-    if step_mode not in STEP_MODES:
-        raise InputError(f"{step_mode=} must be one of {STEP_MODES} ('exp' is preferred)")
-    sf = _real("smooth_f", smooth_f)
-    if not (0.0 <= sf < 1.0):
-        raise InputError(
-            f"{smooth_f=} must be in [0, 1): the weight of the newest loss in the EMA (0 disables smoothing)"
-        )
-    dt = _real("diverge_th", diverge_th)
-    if not (math.isfinite(dt) and dt > 1.0):
-        raise InputError(f"{diverge_th=} must be a finite number greater than 1 (5.0 is the default)")
-    if _int("accumulation_steps", accumulation_steps) < 1:
-        raise InputError(f"{accumulation_steps=} must be at least 1")
+from .loaders import is_one_shot
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -130,6 +86,10 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
             "optimizer is LBFGS, which needs a closure and several loss evaluations per step: the range test "
             "does not support it; run it with SGD or Adam on the same model instead"
         )
+    if isinstance(criterion, type):
+        raise InputTypeError(
+            f"criterion={criterion.__name__} is a class: pass an instance, criterion={criterion.__name__}()"
+        )
     if criterion is not None and not callable(criterion):
         raise InputTypeError(
             f"criterion must be callable (e.g. torch.nn.CrossEntropyLoss()) or None, got {criterion!r}"
@@ -145,6 +105,7 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
         raise InputError(
             "the optimizer holds no parameter with requires_grad=True: there is nothing to train"
         )
+    _check_optimizer_covers(model, optimizer)
     uninit = torch.nn.parameter.UninitializedParameter
     if any(isinstance(p, uninit) for p in model.parameters()):
         raise InputError(
@@ -153,3 +114,67 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
         )
     if scaler is not None and not (hasattr(scaler, "state_dict") and hasattr(scaler, "scale")):
         raise InputTypeError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+
+
+def _check_optimizer_covers(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse an optimizer that trains none of the model's parameters; warn about trainable ones it skips.
+
+    An optimizer built for another model (or for a copy of this one) would train nothing for the whole
+    sweep and the curve would be flat noise. An optimizer that holds only some of the trainable parameters
+    may be on purpose (a head trained alone), so that is a warning naming them, not an error.
+    """
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    named = list(model.named_parameters())
+    if not named:
+        return
+    if not any(id(p) in held for _, p in named):
+        raise InputError(
+            f"the optimizer holds none of the model's {len(named)} parameters (was it built for another "
+            "model, or before the model was copied or re-created?): build it from this model, e.g. "
+            "torch.optim.SGD(model.parameters(), lr=0.01)"
+        )
+    missing = [name for name, p in named if p.requires_grad and id(p) not in held]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        warnings.warn(
+            f"{len(missing)} trainable parameter(s) of the model are not in the optimizer and stay fixed "
+            f"during the range test: {shown}. Add them to the optimizer, or set requires_grad=False on them "
+            "if that is intended",
+            stacklevel=3,
+        )
+
+
+def check_loader(loader: Any, name: str, needed: int) -> None:
+    """A loader the sweep can draw ``needed`` batches from (cycled when it is re-iterable)."""
+    if loader is None or not hasattr(loader, "__iter__"):
+        raise InputTypeError(f"{name} must be an iterable of batches such as a DataLoader, got {loader!r}")
+    try:
+        n = len(loader)
+    except TypeError:
+        return
+    if n == 0:
+        raise InputError(f"{name} is empty (len 0): pass a loader with at least one batch")
+    if n < needed and is_one_shot(loader):
+        raise InputError(
+            f"{name} is a one-shot iterator with {n} batches but the sweep needs {needed}: pass a "
+            "re-iterable loader such as a DataLoader (it is cycled as needed), or lower num_iter"
+        )
+
+
+def check_val_loader(loader: Any) -> None:
+    check_loader(loader, "val_loader", 0)
+    if isinstance(loader, Iterator) and is_one_shot(loader):
+        raise InputTypeError(
+            "val_loader is a one-shot iterator, but it is read in full after every step: pass a re-iterable "
+            "loader such as a DataLoader"
+        )
+
+
+def check_not_a_loader(name: str, value: Any) -> None:
+    """``range_test(train_loader, val_loader)``: a loader in a number's place, from another library's habit."""
+    if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+        raise InputTypeError(
+            f"{name} got {type(value).__name__} object, not a learning rate: val_loader is keyword-only here, "
+            "range_test(train_loader, val_loader=val_loader, ...); torch-lr-finder's argument order is "
+            "available as lr_finder.compat.LRFinder"
+        )
