@@ -75,6 +75,26 @@ def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -
     return obj
 
 
+_SIGNATURE_WORDS = ("positional argument", "keyword argument", "takes ", "required argument")
+
+
+def _call_model(model: torch.nn.Module, inputs: Any) -> Any:
+    """``model(*inputs)`` for a list or tuple of inputs (several model inputs), else ``model(inputs)``."""
+    if not isinstance(inputs, (list, tuple)):
+        return model(inputs)
+    try:
+        return model(*inputs)
+    except TypeError as exc:
+        if not any(word in str(exc) for word in _SIGNATURE_WORDS):
+            raise
+        raise InputTypeError(
+            f"model(*inputs) with {len(inputs)} inputs failed: {exc}. In an (inputs, targets) batch, inputs "
+            "that are a list or tuple are passed as separate arguments (several model inputs). If the model "
+            "takes the list itself, give LRFinder(..., loss_fn=lambda model, batch: criterion(model(batch[0]), "
+            "batch[1])), or make the loader yield a tensor as inputs"
+        ) from exc
+
+
 def _output_loss(output: Any) -> torch.Tensor | None:
     if isinstance(output, Mapping):
         loss = output.get("loss")
@@ -154,7 +174,7 @@ def compute_loss(
         source = "the model's output `loss`"
     elif isinstance(batch, (list, tuple)) and len(batch) == 2:
         inputs, targets = batch
-        output = model(*inputs) if isinstance(inputs, (list, tuple)) else model(inputs)
+        output = _call_model(model, inputs)
         if criterion is None:
             loss = _output_loss(output)
             if loss is None:
