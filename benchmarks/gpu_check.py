@@ -1,4 +1,4 @@
-"""The GPU check of issue 7, in one short script (under 3 minutes on a recent GPU).
+"""The GPU check, in one short script (under 3 minutes on a recent GPU).
 
     python benchmarks/gpu_check.py
 

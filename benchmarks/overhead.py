@@ -1,5 +1,5 @@
 """What a range test costs beyond the training it does: time, memory and early stop, against the bare loop
-and the real torch-lr-finder package (issue 7).
+and the real torch-lr-finder package.
 
     python benchmarks/overhead.py            # CPU, full run (a few minutes on one thread)
     python benchmarks/overhead.py --quick    # fewer steps and rounds (one to two minutes)
@@ -645,7 +645,7 @@ def render(
         if "ours" in early:
             lines.append(f"Our recorded losses equal the reference run's: {early['ours']['losses_match_reference']}.")
             lines.append("")
-    lines += ["### Targets (issue 7)", ""]
+    lines += ["### Targets", ""]
     for name, ok in checks.items():
         lines.append(f"- {name}: {'met' if ok else 'not measured' if ok is None else 'NOT met'}")
     lines.append("")

@@ -1,10 +1,10 @@
-"""The specification's "Example Workflow", as a script that runs on a CPU.
+"""The README's first example (construct, range_test, plot, reset), as a script that runs on a CPU.
 
     python examples/spec_workflow.py
 
 Writes plots/lr_finder_plot.png, plots/lr_finder_log.csv, plots/best_lr.txt and
 plots/lr_finder_summary.json in the working folder. The task is scikit-learn's bundled digits (no download).
-The only change from the specification: the device is "cuda" when there is one, else "cpu".
+The device is "cuda" when there is one, else "cpu".
 """
 
 from __future__ import annotations

@@ -24,4 +24,4 @@ def test_demo_command_end_to_end(tmp_path):
     img = mpimg.imread(out / "lr_finder_plot.png")
     assert img.shape[0] >= 300 and img.shape[1] >= 400
     assert (out / "lr_finder_summary.json").exists()
-    assert "LR range test complete" in proc.stderr  # the spec's messages, visible by default
+    assert "LR range test complete" in proc.stderr  # the progress messages, visible by default

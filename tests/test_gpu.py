@@ -1,4 +1,4 @@
-"""CUDA checks (issue 7): mixed precision, CUDA RNG, no second copy of the state on the GPU, exact restore.
+"""CUDA checks: mixed precision, CUDA RNG, no second copy of the state on the GPU, exact restore.
 
 Every test here is marked ``gpu`` and skipped without a CUDA device (see conftest.py). Run them with
 ``pytest -m gpu tests/test_gpu.py`` or ``python benchmarks/gpu_check.py``.

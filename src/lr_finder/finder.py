@@ -277,8 +277,8 @@ class LRFinder:
         """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.
 
         ``method`` is one of :func:`lr_finder.available_methods`; the default, ``"backoff"``, was chosen by
-        ``benchmarks/suggestion_quality.py`` (``"steepest"`` is the specification's steepest descent of
-        log(smoothed loss) against log(LR)).
+        ``benchmarks/suggestion_quality.py`` (``"steepest"`` is the steepest descent of log(smoothed loss)
+        against log(LR)).
         """
         self._require_history("get_suggested_lr()")
         result = self.suggestion(method)
@@ -402,7 +402,7 @@ class LRFinder:
         """Restore the model, optimizer, scaler and RNGs to their state before the range test.
 
         ``range_test`` already does this on every exit path, so after it this is a no-op kept for the
-        specification's workflow; inside a run (from another thread or a callback) it restores now.
+        familiar ``range_test`` / ``plot`` / ``reset`` workflow; inside a run (from another thread or a callback) it restores now.
         """
         if self._snapshot is not None:
             self._snapshot.restore()

@@ -33,7 +33,7 @@ def init() -> MonitorState:
 def divergence_threshold(best: float, first: float, diverge_th: float) -> float:
     """The loss above which the sweep counts as diverged.
 
-    For a positive best loss this is the specification's ``diverge_th * best``. For a best loss <= 0
+    For a positive best loss this is ``diverge_th * best``. For a best loss <= 0
     (likelihood losses) a multiple of it means nothing, so the rise allowed is ``(diverge_th - 1)`` times
     the scale of the curve, ``max(|best|, first - best)``.
     """
