@@ -20,7 +20,8 @@ from .schedule import group_ratios
 from .training import set_lr
 
 
-def _check_lr(lr: Any) -> float:
+def check_lr(lr: Any) -> float:
+    """A positive finite learning rate (a float), or an error naming the fix."""
     if lr is None:
         raise InputError(
             "lr=None: the range test suggested no learning rate (see finder.suggestion().reason); "
@@ -48,7 +49,7 @@ def group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
     [0.05, 0.5]
     >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=group_lrs(opt, 0.05), total_steps=100)
     """
-    value = _check_lr(lr)
+    value = check_lr(lr)
     ratios = group_ratios([float(g["lr"]) for g in optimizer.param_groups])
     return [value * ratio for ratio in ratios]
 
@@ -68,7 +69,7 @@ def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[floa
     >>> opt.param_groups[0]["lr"]
     0.03
     """
-    value = _check_lr(lr)
+    value = check_lr(lr)
     ratios = group_ratios([float(g["lr"]) for g in optimizer.param_groups])
     if any("initial_lr" in g for g in optimizer.param_groups):
         warnings.warn(

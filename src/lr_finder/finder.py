@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,9 @@ from tqdm.auto import tqdm
 
 from . import distributed, files, plotting
 from ._logging import logger
+from .apply import check_lr
 from .batches import LossFn
-from .errors import InputTypeError, RangeTestError
+from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
 from .loaders import BatchStream, LoaderBookkeeping
 from .schedule import group_ratios, group_schedule
@@ -30,6 +34,7 @@ from .validation import (
     resolve_device,
     unwrap_optimizer,
 )
+from .verify import DEFAULT_FACTORS, Verification, choose, score
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
@@ -97,6 +102,7 @@ class LRFinder:
         self.loss_fn = loss_fn
         self.history = History()
         self._snapshot: Snapshot | None = None
+        self._settings: RangeTestSettings | None = None
 
     # -- the test ---------------------------------------------------------------------------------
     def range_test(
@@ -186,21 +192,27 @@ class LRFinder:
             check_val_loader(val_loader)
         distributed.check_supported(self.model)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
-        schedule = schedule or group_schedule(settings.lr, ratios)
-        amp = resolve_amp(self.device, settings.use_amp, settings.amp_dtype, self.scaler)
-        trainer = Trainer(self.model, self.optimizer, self.criterion, self.loss_fn, amp, self.device,
-                          settings.accumulation_steps, settings.non_blocking_transfer)
+        trainer = self._trainer(settings)
         sync = distributed.step_sync(self.model, self.device)  # None unless trained across processes
         recorded = settings.to_dict()
         recorded.update(
-            amp_dtype=None if amp.dtype is None else str(amp.dtype).replace("torch.", ""),
+            amp_dtype=None if trainer.amp.dtype is None else str(trainer.amp.dtype).replace("torch.", ""),
             val_loader=val_loader is not None,
             device=str(self.device),
             param_group_ratios=ratios,
         )
         if sync is not None:
             recorded["world_size"] = sync.world
-        record = self._record_run(trainer, (train_loader, val_loader), settings, schedule, sync, recorded)
+        self._settings = settings
+        record = Recorder()
+        start = time.perf_counter()
+        try:
+            self._sweep(record, trainer, (train_loader, val_loader), settings,
+                        schedule or group_schedule(settings.lr, ratios), sync)
+        finally:  # the curve so far is kept on every exit path
+            recorded["elapsed_s"] = round(time.perf_counter() - start, 4)
+            columns = (tuple(record.lr), tuple(record.loss), tuple(record.raw_loss))
+            self.history = History(*columns, record.stop_reason, recorded)
         if not record.lr and record.non_finite is not None:
             lr, value = record.non_finite
             raise RangeTestError(
@@ -214,16 +226,21 @@ class LRFinder:
         logger.info("Model and optimizer state restored after LR test.")
         return self.history
 
-    def _record_run(
+    def _trainer(self, settings: RangeTestSettings) -> Trainer:
+        amp = resolve_amp(self.device, settings.use_amp, settings.amp_dtype, self.scaler)
+        return Trainer(self.model, self.optimizer, self.criterion, self.loss_fn, amp, self.device,
+                       settings.accumulation_steps, settings.non_blocking_transfer)
+
+    def _sweep(
         self,
+        record: Recorder,
         trainer: Trainer,
         loaders: tuple[Any, Any],
         settings: RangeTestSettings,
         schedule: GroupSchedule,
         sync: Any,
-        recorded: dict[str, Any],
-    ) -> Recorder:
-        """Snapshot, sweep, and restore on every exit path; :attr:`history` is set on every one too."""
+    ) -> None:
+        """Snapshot, sweep into ``record``, and restore on every exit path (exceptions and Ctrl-C too)."""
         train_loader, val_loader = loaders
         snapshot = capture(
             self.model,
@@ -235,10 +252,8 @@ class LRFinder:
             cache_dir=self.cache_dir,
         )
         self._snapshot = snapshot
-        record = Recorder()
         bar = tqdm(total=settings.num_iter, desc="Finding LR",
                    disable=not (settings.show_progress and distributed.is_main()))
-        start = time.perf_counter()
         stream: BatchStream | None = None
         val_books = LoaderBookkeeping(val_loader)
         try:
@@ -250,15 +265,59 @@ class LRFinder:
             if stream is not None:
                 stream.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
             val_books.restore()
-            recorded["elapsed_s"] = round(time.perf_counter() - start, 4)
-            columns = (tuple(record.lr), tuple(record.loss), tuple(record.raw_loss))
-            self.history = History(*columns, record.stop_reason, recorded)
             try:
                 snapshot.restore()
             finally:
                 snapshot.discard()
                 self._snapshot = None
-        return record
+
+    def verify(
+        self,
+        train_loader: Iterable[Any],
+        lr: float | None = None,
+        *,
+        factors: Sequence[float] = DEFAULT_FACTORS,
+        steps: int | None = None,
+        method: str = "default",
+    ) -> Verification:
+        """Check the suggestion by training: short constant-LR runs at ``factors x`` it; keep the best stable.
+
+        Each run starts from the state the model had before the range test and sees the same batches; the
+        state is restored after each, as after the range test. The lowest mean loss over a run's last
+        quarter wins, and a lower LR within one standard error of it is preferred (see
+        :func:`lr_finder.verify.choose`); a run that diverges or whose loss rises is unfit.
+
+        Args:
+            train_loader: the loader of the range test (or one like it).
+            lr: the LR to check; ``None`` means the suggestion of ``method`` for the last range test.
+            factors: the candidates, as multiples of ``lr``.
+            steps: optimizer steps per run; ``None`` spends the range test's ``num_iter`` over all runs
+                (at least 10 each).
+
+        Returns:
+            A :class:`~lr_finder.verify.Verification`: ``lr`` (``None`` when no run was stable), every trial,
+            and ``extra_steps``, the training steps it cost.
+        """
+        self._require_history("verify()")
+        suggested = self.get_suggested_lr(method) if lr is None else check_lr(lr)
+        if suggested is None:
+            return Verification(None, math.nan, (), "the range test suggested no learning rate to verify")
+        if len(factors) < 1 or any(not (isinstance(f, (int, float)) and f > 0) for f in factors):
+            raise InputError(f"{factors=} must be positive multiples of the LR, e.g. (0.25, 0.5, 1.0, 2.0)")
+        base = self._settings or RangeTestSettings()
+        n = steps if steps is not None else max(10, base.num_iter // len(factors))
+        lrs = sorted({suggested * float(f) for f in factors})
+        settings = dataclasses.replace(base, num_iter=n, start_lr=lrs[0], end_lr=lrs[-1] * 2, show_progress=False)
+        ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
+        trainer, sync = self._trainer(settings), distributed.step_sync(self.model, self.device)
+        trials = []
+        for value in lrs:
+            record = Recorder()
+            constant = group_schedule(functools.partial(_constant, value), ratios)
+            self._sweep(record, trainer, (train_loader, None), settings, constant, sync)
+            trials.append(score(value, record.raw_loss, n, record.stop_reason))
+            logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
+        return choose(trials, suggested)
 
     # -- analysis -----------------------------------------------------------------------------------
     def _require_history(self, what: str) -> None:
@@ -401,8 +460,9 @@ class LRFinder:
     def reset(self) -> None:
         """Restore the model, optimizer, scaler and RNGs to their state before the range test.
 
-        ``range_test`` already does this on every exit path, so after it this is a no-op kept for the
-        familiar ``range_test`` / ``plot`` / ``reset`` workflow; inside a run (from another thread or a callback) it restores now.
+        ``range_test`` already does this on every exit path, so after it this is a no-op kept for the familiar
+        ``range_test`` / ``plot`` / ``reset`` workflow; inside a run (from another thread or a callback) it
+        restores now.
         """
         if self._snapshot is not None:
             self._snapshot.restore()
@@ -424,3 +484,7 @@ class LRFinder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _constant(value: float, step: int) -> float:
+    return value
