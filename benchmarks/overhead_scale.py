@@ -1,0 +1,265 @@
+"""How the cost of a range test grows with the model: 1M to 400M parameters, in one process.
+
+For each size, a 2-layer MLP (``Linear(h, h)``, ReLU, ``Linear(h, 10)``) with Adam, its gradients and Adam
+moments present (so the state is 4 copies of the parameters), times with the public API:
+
+* ``bare``: the training steps alone (the same steps and LRs, nothing else);
+* ``memory`` / ``disk``: ``range_test`` with ``memory_cache=True`` / ``False``; what it adds beyond its steps
+  is its time minus ``bare``, and is also split into the snapshot's capture, restore and discard;
+* ``floor``: cloning every state tensor into fresh memory and copying it back, the least any exact
+  snapshot of this state can cost in RAM.
+
+Each time is the fastest of ``--reps`` runs (noise from other processes only ever adds time). Peak memory
+is the resident high-water mark (reset through ``/proc/self/clear_refs`` before each run) above that of the
+bare steps, whose own temporaries (Adam's, the gradients) are not the range test's doing.
+Prints a table, writes ``results/overhead_scale.md`` and, with ``--plot``, ``docs/overhead_scale.png``.
+
+    python benchmarks/overhead_scale.py                   # 1M..400M (needs ~14 GB free RAM at 400M)
+    python benchmarks/overhead_scale.py --sizes 1e6,1e7   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from lr_finder import LRFinder  # noqa: E402
+from lr_finder import state as lr_state  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SIZES = (1e6, 1e7, 5e7, 1e8, 2e8, 4e8)
+STEPS = 3
+BATCH = 8
+
+
+class _Batches(Dataset):
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batches[i]
+
+
+@dataclass
+class Task:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        out = []
+        for p in self.model.parameters():
+            out.append(p.data)
+            if p.grad is not None:
+                out.append(p.grad)
+            out.extend(v for v in self.optimizer.state[p].values() if isinstance(v, torch.Tensor) and v.dim())
+        return out
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.state_tensors())
+
+
+def make_task(params: float) -> Task:
+    h = int(round((-11 + math.sqrt(121 + 4 * params)) / 2))  # h*h + h (first layer) + 10*h + 10 ~ params
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-7, foreach=False)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(BATCH, h, generator=g), torch.randint(0, 10, (BATCH,), generator=g)) for _ in range(2)]
+    task = Task(model, optimizer, DataLoader(_Batches(batches), batch_size=None))
+    bare(task, 1)  # gradients and Adam moments exist before anything is measured
+    return task
+
+
+def bare(task: Task, n: int) -> None:
+    crit = torch.nn.CrossEntropyLoss()
+    it = iter(task.loader)
+    for i in range(n):
+        for group in task.optimizer.param_groups:
+            group["lr"] = 1e-7 * 10 ** (i / max(1, n - 1))
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(task.loader)
+            x, y = next(it)
+        task.optimizer.zero_grad(set_to_none=False)  # keep the gradient tensors: they are part of the state
+        crit(task.model(x), y).backward()
+        task.optimizer.step()
+
+
+def range_test(task: Task, memory_cache: bool, cache_dir: str) -> None:
+    finder = LRFinder(task.model, task.optimizer, torch.nn.CrossEntropyLoss(), memory_cache=memory_cache,
+                      cache_dir=None if memory_cache else cache_dir)
+    h = finder.range_test(task.loader, start_lr=1e-7, end_lr=1e-6, num_iter=STEPS, use_amp=False,
+                          show_progress=False)
+    assert h.num_steps == STEPS, h.stop_reason
+
+
+def floor(task: Task) -> None:
+    """Clone every state tensor into fresh memory, copy it back, free it: an exact snapshot's least cost."""
+    saved = [t.clone() for t in task.state_tensors()]
+    with torch.no_grad():
+        for t, s in zip(task.state_tensors(), saved, strict=True):
+            t.copy_(s)
+    del saved
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_hwm() -> None:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def timed(fn: Callable[[], object], reps: int) -> tuple[float, int]:
+    """Fastest wall time of ``reps`` calls, and the largest resident peak above the start of a call."""
+    best, peak = math.inf, 0
+    for _ in range(reps):
+        gc.collect()
+        _reset_hwm()
+        base = _rss()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        peak = max(peak, _hwm() - base)
+    return best, peak
+
+
+def parts(task: Task, memory_cache: bool, cache_dir: str, reps: int) -> dict[str, float]:
+    """The snapshot alone: capture, restore and discard, each the fastest of ``reps``."""
+    out = {"capture": math.inf, "restore": math.inf, "discard": math.inf}
+    for _ in range(reps):
+        gc.collect()
+        t0 = time.perf_counter()
+        snap = lr_state.capture(task.model, task.optimizer, memory_cache=memory_cache,
+                                cache_dir=None if memory_cache else cache_dir)
+        t1 = time.perf_counter()
+        snap.restore()
+        t2 = time.perf_counter()
+        snap.discard()
+        del snap  # the memory goes back here (no reference cycles keep the buffer alive)
+        t3 = time.perf_counter()
+        for key, value in zip(out, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            out[key] = min(out[key], value)
+    return out
+
+
+def measure(params: float, reps: int, cache_dir: str) -> dict[str, float]:
+    task = make_task(params)
+    row: dict[str, float] = {"params": task.params, "state_gb": task.state_bytes / 1e9}
+    row["bare"], bare_peak = timed(lambda: bare(task, STEPS), reps)
+    row["floor"], row["floor_peak"] = timed(lambda: floor(task), reps)
+    for name, mem in (("memory", True), ("disk", False)):
+        total, peak = timed(lambda mem=mem: range_test(task, mem, cache_dir), reps)
+        row[name] = total
+        row[f"{name}_extra"] = max(0.0, total - row["bare"])
+        row[f"{name}_peak"] = max(0, peak - bare_peak)  # beyond the training step's own temporaries
+        for key, value in parts(task, mem, cache_dir, reps).items():
+            row[f"{name}_{key}"] = value
+    return row  # the task is freed with this frame, before the next size is built
+
+
+def render(rows: list[dict[str, float]], threads: int) -> str:
+    gb = 1e9
+    lines = [
+        f"Range test cost by model size (2-layer MLP + Adam, grads and moments present; {STEPS} steps, batch "
+        f"{BATCH}, {threads} CPU threads; fastest of the repetitions).",
+        "",
+        "| parameters | state | bare steps | floor (clone + copy back) | memory mode: extra over steps "
+        "(x floor) | capture / restore / free | peak above the bare steps | disk mode: extra (x floor) "
+        "| capture / restore / free | peak above the bare steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['params'] / 1e6:.0f}M | {r['state_gb']:.2f} GB | {r['bare']:.2f} s | {r['floor']:.2f} s "
+            f"({r['state_gb'] / r['floor']:.1f} GB/s) "
+            f"| {r['memory_extra']:.2f} s ({r['memory_extra'] / r['floor']:.2f}x) "
+            f"| {r['memory_capture']:.2f} / {r['memory_restore']:.2f} / {r['memory_discard']:.2f} s "
+            f"| {r['memory_peak'] / gb:.2f} GB "
+            f"| {r['disk_extra']:.2f} s ({r['disk_extra'] / r['floor']:.2f}x) "
+            f"| {r['disk_capture']:.2f} / {r['disk_restore']:.2f} / {r['disk_discard']:.2f} s "
+            f"| {r['disk_peak'] / 1e6:.0f} MB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, float]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
+    a, b = fig.subplots(1, 2)
+    x = [r["params"] for r in rows]
+    for name, color in (("memory", "#1f77b4"), ("disk", "#d62728")):
+        a.plot(x, [r[f"{name}_extra"] / r["floor"] for r in rows], "o-", color=color, label=f"{name} mode")
+        b.plot(x, [r[f"{name}_peak"] / 1e9 for r in rows], "o-", color=color, label=f"{name} mode")
+    b.plot(x, [r["state_gb"] for r in rows], "k--", label="one copy of the state")
+    a.axhline(1.0, color="0.5", linewidth=0.8)
+    a.set(xscale="log", xlabel="parameters", ylabel="extra time / floor", title="what a range test adds")
+    b.set(xscale="log", yscale="symlog", xlabel="parameters", ylabel="GB", title="peak memory above the bare steps")
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default=",".join(f"{s:g}" for s in SIZES), help="parameter counts")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plot", action="store_true", help="write docs/overhead_scale.png")
+    parser.add_argument("--out", default=str(HERE / "results" / "overhead_scale.md"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lr_finder").setLevel(logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lr_finder_scale_") as cache_dir:
+        for size in (float(s) for s in args.sizes.split(",")):
+            rows.append(measure(size, args.reps, cache_dir))
+            print(render(rows[-1:], args.threads).splitlines()[-1], flush=True)
+    table = render(rows, args.threads)
+    print("\n" + table)
+    Path(args.out).write_text(table)
+    if args.plot:
+        plot(rows, HERE.parent / "docs" / "overhead_scale.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
