@@ -1,11 +1,13 @@
-"""The GPU check, in one short script (under 3 minutes on a recent GPU).
+"""The GPU check, in one short script (under 5 minutes on a recent GPU).
 
     python benchmarks/gpu_check.py
 
 With a CUDA device: runs the GPU-marked tests (``pytest -m gpu tests/test_gpu.py``: AMP fp16 with
 GradScaler, bf16, CUDA RNG restore, no second copy of the state on the GPU, exact restore on CUDA) and the
 overhead benchmark on the GPU (``benchmarks/overhead.py --device cuda``), prints its table and writes it to
-``benchmarks/results/overhead_cuda.md``. Exits non-zero when a test fails or the benchmark breaks.
+``benchmarks/results/overhead_cuda.md``, then the snapshot of a 100M-parameter model against the device's
+copy bandwidth (``benchmarks/overhead_scale.py --device cuda``, ``results/overhead_scale_cuda.md``). Exits
+non-zero when a test fails or a benchmark breaks.
 
 Without one: says so and exits 0, running nothing.
 """
@@ -19,8 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = "tests/test_gpu.py"
-TESTS_TIMEOUT_S = 60  # the two steps together stay under 3 minutes
+TESTS_TIMEOUT_S = 60  # the three steps together stay under 5 minutes
 BENCH_TIMEOUT_S = 110
+SCALE_TIMEOUT_S = 90
 
 
 def main() -> int:
@@ -48,6 +51,12 @@ def main() -> int:
             "overhead benchmark on CUDA",
             [sys.executable, "benchmarks/overhead.py", "--device", "cuda"],
             BENCH_TIMEOUT_S,
+        ),
+        (
+            "snapshot at 100M parameters on CUDA, against the device's copy bandwidth",
+            [sys.executable, "benchmarks/overhead_scale.py", "--device", "cuda", "--sizes", "1e8", "--reps", "2",
+             "--out", "benchmarks/results/overhead_scale_cuda.md"],
+            SCALE_TIMEOUT_S,
         ),
     ]
     for name, cmd, timeout in steps:

@@ -5,7 +5,8 @@ moments present (so the state is 4 copies of the parameters), times with the pub
 
 * ``bare``: the training steps alone (the same steps and LRs, nothing else);
 * ``memory`` / ``disk``: ``range_test`` with ``memory_cache=True`` / ``False``; what it adds beyond its steps
-  is its time minus ``bare``, and is also split into the snapshot's capture, restore and discard;
+  is the snapshot's capture + restore + discard, each timed alone (the fastest of the repetitions, robust
+  where it is not), and, as a cross-check, the whole test's time minus ``bare`` (noisy on a shared machine);
 * ``floor``: cloning every state tensor into fresh memory and copying it back, the least any exact
   snapshot of this state can cost in RAM.
 
@@ -82,13 +83,16 @@ class Task:
         return sum(t.numel() * t.element_size() for t in self.state_tensors())
 
 
-def make_task(params: float) -> Task:
+def make_task(params: float, device: torch.device) -> Task:
     h = int(round((-11 + math.sqrt(121 + 4 * params)) / 2))  # h*h + h (first layer) + 10*h + 10 ~ params
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 10))
+    model = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 10)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-7, foreach=False)
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(BATCH, h, generator=g), torch.randint(0, 10, (BATCH,), generator=g)) for _ in range(2)]
+    batches = [
+        (torch.randn(BATCH, h, generator=g).to(device), torch.randint(0, 10, (BATCH,), generator=g).to(device))
+        for _ in range(2)
+    ]
     task = Task(model, optimizer, DataLoader(_Batches(batches), batch_size=None))
     bare(task, 1)  # gradients and Adam moments exist before anything is measured
     return task
@@ -119,12 +123,22 @@ def range_test(task: Task, memory_cache: bool, cache_dir: str) -> None:
 
 
 def floor(task: Task) -> None:
-    """Clone every state tensor into fresh memory, copy it back, free it: an exact snapshot's least cost."""
-    saved = [t.clone() for t in task.state_tensors()]
+    """Copy every state tensor into fresh host memory (pinned, from a GPU) and back, then free it: the least
+    an exact snapshot in RAM can cost (on a GPU, the device's copy bandwidth both ways)."""
+    tensors = task.state_tensors()
+    cuda = tensors[0].is_cuda
+    saved = [torch.empty(t.shape, dtype=t.dtype, pin_memory=cuda).copy_(t, non_blocking=cuda) for t in tensors]
+    _sync(cuda)
     with torch.no_grad():
-        for t, s in zip(task.state_tensors(), saved, strict=True):
-            t.copy_(s)
+        for t, s in zip(tensors, saved, strict=True):
+            t.copy_(s, non_blocking=cuda)
+    _sync(cuda)
     del saved
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        torch.cuda.synchronize()
 
 
 def _rss() -> int:
@@ -150,12 +164,19 @@ def timed(fn: Callable[[], object], reps: int) -> tuple[float, int]:
     best, peak = math.inf, 0
     for _ in range(reps):
         gc.collect()
-        _reset_hwm()
-        base = _rss()
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        _sync(cuda)
+        if cuda:  # on a GPU the memory that matters is the device's: no second copy of the state there
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            _reset_hwm()
+            base = _rss()
         t0 = time.perf_counter()
         fn()
+        _sync(cuda)
         best = min(best, time.perf_counter() - t0)
-        peak = max(peak, _hwm() - base)
+        peak = max(peak, (torch.cuda.max_memory_allocated() if cuda else _hwm()) - base)
     return best, peak
 
 
@@ -164,6 +185,8 @@ def parts(task: Task, memory_cache: bool, cache_dir: str, reps: int) -> dict[str
     out = {"capture": math.inf, "restore": math.inf, "discard": math.inf}
     for _ in range(reps):
         gc.collect()
+        cuda = task.state_tensors()[0].is_cuda
+        _sync(cuda)
         t0 = time.perf_counter()
         snap = lr_state.capture(task.model, task.optimizer, memory_cache=memory_cache,
                                 cache_dir=None if memory_cache else cache_dir)
@@ -178,8 +201,8 @@ def parts(task: Task, memory_cache: bool, cache_dir: str, reps: int) -> dict[str
     return out
 
 
-def measure(params: float, reps: int, cache_dir: str) -> dict[str, float]:
-    task = make_task(params)
+def measure(params: float, reps: int, cache_dir: str, device: torch.device) -> dict[str, float]:
+    task = make_task(params, device)
     row: dict[str, float] = {"params": task.params, "state_gb": task.state_bytes / 1e9}
     row["bare"], bare_peak = timed(lambda: bare(task, STEPS), reps)
     row["floor"], row["floor_peak"] = timed(lambda: floor(task), reps)
@@ -193,27 +216,33 @@ def measure(params: float, reps: int, cache_dir: str) -> dict[str, float]:
     return row  # the task is freed with this frame, before the next size is built
 
 
-def render(rows: list[dict[str, float]], threads: int) -> str:
+def snapshot(row: dict[str, float], mode: str) -> float:
+    """What the snapshot costs a range test: capture + restore + free, each the fastest of its repetitions."""
+    return row[f"{mode}_capture"] + row[f"{mode}_restore"] + row[f"{mode}_discard"]
+
+
+def render(rows: list[dict[str, float]], threads: int, device: str = "cpu") -> str:
     gb = 1e9
     lines = [
         f"Range test cost by model size (2-layer MLP + Adam, grads and moments present; {STEPS} steps, batch "
-        f"{BATCH}, {threads} CPU threads; fastest of the repetitions).",
+        f"{BATCH}, {device}, {threads} CPU threads; fastest of the repetitions; memory peaks on a GPU are the "
+        "device's).",
         "",
-        "| parameters | state | bare steps | floor (clone + copy back) | memory mode: extra over steps "
-        "(x floor) | capture / restore / free | peak above the bare steps | disk mode: extra (x floor) "
-        "| capture / restore / free | peak above the bare steps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| parameters | state | bare steps | floor (copy out + back) | memory mode: snapshot (x floor) "
+        "| capture / restore / free | range test - bare steps | peak above the bare steps | disk mode: snapshot "
+        "(x floor) | capture / restore / free | range test - bare steps | peak above the bare steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['params'] / 1e6:.0f}M | {r['state_gb']:.2f} GB | {r['bare']:.2f} s | {r['floor']:.2f} s "
             f"({r['state_gb'] / r['floor']:.1f} GB/s) "
-            f"| {r['memory_extra']:.2f} s ({r['memory_extra'] / r['floor']:.2f}x) "
+            f"| {snapshot(r, 'memory'):.2f} s ({snapshot(r, 'memory') / r['floor']:.2f}x) "
             f"| {r['memory_capture']:.2f} / {r['memory_restore']:.2f} / {r['memory_discard']:.2f} s "
-            f"| {r['memory_peak'] / gb:.2f} GB "
-            f"| {r['disk_extra']:.2f} s ({r['disk_extra'] / r['floor']:.2f}x) "
+            f"| {r['memory_extra']:.2f} s | {r['memory_peak'] / gb:.2f} GB "
+            f"| {snapshot(r, 'disk'):.2f} s ({snapshot(r, 'disk') / r['floor']:.2f}x) "
             f"| {r['disk_capture']:.2f} / {r['disk_restore']:.2f} / {r['disk_discard']:.2f} s "
-            f"| {r['disk_peak'] / 1e6:.0f} MB |"
+            f"| {r['disk_extra']:.2f} s | {r['disk_peak'] / 1e6:.0f} MB |"
         )
     return "\n".join(lines) + "\n"
 
@@ -225,11 +254,11 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
     a, b = fig.subplots(1, 2)
     x = [r["params"] for r in rows]
     for name, color in (("memory", "#1f77b4"), ("disk", "#d62728")):
-        a.plot(x, [r[f"{name}_extra"] / r["floor"] for r in rows], "o-", color=color, label=f"{name} mode")
+        a.plot(x, [snapshot(r, name) / r["floor"] for r in rows], "o-", color=color, label=f"{name} mode")
         b.plot(x, [r[f"{name}_peak"] / 1e9 for r in rows], "o-", color=color, label=f"{name} mode")
     b.plot(x, [r["state_gb"] for r in rows], "k--", label="one copy of the state")
     a.axhline(1.0, color="0.5", linewidth=0.8)
-    a.set(xscale="log", xlabel="parameters", ylabel="extra time / floor", title="what a range test adds")
+    a.set(xscale="log", xlabel="parameters", ylabel="snapshot time / floor", title="capture + restore + free")
     b.set(xscale="log", yscale="symlog", xlabel="parameters", ylabel="GB", title="peak memory above the bare steps")
     for ax in (a, b):
         ax.grid(True, which="both", alpha=0.3)
@@ -244,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", action="store_true", help="write docs/overhead_scale.png")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default=str(HERE / "results" / "overhead_scale.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -251,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lr_finder_scale_") as cache_dir:
         for size in (float(s) for s in args.sizes.split(",")):
-            rows.append(measure(size, args.reps, cache_dir))
-            print(render(rows[-1:], args.threads).splitlines()[-1], flush=True)
-    table = render(rows, args.threads)
+            rows.append(measure(size, args.reps, cache_dir, torch.device(args.device)))
+            print(render(rows[-1:], args.threads, args.device).splitlines()[-1], flush=True)
+    table = render(rows, args.threads, args.device)
     print("\n" + table)
     Path(args.out).write_text(table)
     if args.plot:
