@@ -1,4 +1,5 @@
-"""Smoke test of the suggestion-quality benchmark's machinery on one tiny task (numbers not checked)."""
+"""The suggestion-quality benchmark: its machinery on one tiny task, its pure parts, and the default's pick on
+a few real tasks against the committed ground truth."""
 
 from __future__ import annotations
 
@@ -30,51 +31,42 @@ def tiny_task(monkeypatch):
 
 
 def test_benchmark_runs_caches_and_reports(tiny_task, tmp_path, monkeypatch, capsys):
-    args = [
-        "--quick",
-        "--tasks",
-        tiny_task.name,
-        "--results",
-        str(tmp_path),
-        "--no-peers",
-        "--grid",
-        "1e-4,1,1",
-        "--seeds",
-        "1",
-    ]
+    args = ["--quick", "--tasks", tiny_task.name, "--results", str(tmp_path), "--no-peers", "--grid", "1e-4,1,1",
+            "--seeds", "1"]  # fmt: skip
     out = bench.main(args)
-    summary, table = out["summary"], out["table"]
-    for name in ("lr_finder steepest", "fastai valley", candidates.PROPOSED_DEFAULT):
+    run, summary = out["run"], out["summary"]
+    for name in (bench.DEFAULT, bench.VERIFY, "lr_finder steepest", "fastai valley"):
         s = summary[name]
         assert 0.0 <= s["mean"] <= s["worst"] <= 1.0 and s["n"] == 1
-    truth = out["truths"][tiny_task.name]
+        assert 0.0 <= s["above"] + s["below"] <= 1.0 or s["nones"] == 1
+    truth = run.truths[tiny_task.name]
     assert truth.l_star <= min(truth.mean_loss) and truth.l0 > truth.l_star
     assert truth.eta_star in truth.grid
-    for m, per_seed in out["suggestions"][tiny_task.name].items():
-        for lr in per_seed.values():
-            assert lr is None or (lr > 0 and math.isfinite(lr)), (m, lr)
+    for m, lr in run.picks[tiny_task.name][0][bench.NUM_ITER].items():
+        assert lr is None or (lr > 0 and math.isfinite(lr)), (m, lr)
+    assert run.verified[tiny_task.name][0]["steps"] > 0
     gt = json.loads((tmp_path / "ground_truth.json").read_text())
     assert gt[tiny_task.name]["fingerprint"] == tiny_task.fingerprint()
     assert len(gt[tiny_task.name]["runs"]) == len(truth.grid) + 1
     printed = capsys.readouterr().out
-    assert "## Per method" in printed and "EMA vs raw" in printed and "Stability of" in printed
+    assert "## Regret, held-out and tuning split" in printed and "## Safety" in printed and "## Stability" in printed
 
-    # A warm run trains nothing: the sweeps are deterministic and every loss comes from the caches.
+    # A warm run trains nothing: every loss, curve and verification comes from the caches.
     def no_training(*a, **k):
         raise AssertionError("a warm run must not train")
 
-    monkeypatch.setattr(quality_tasks, "train", no_training)
-    monkeypatch.setattr(quality_tasks, "untrained_loss", no_training)
+    for name in ("train", "untrained_loss", "build"):
+        monkeypatch.setattr(quality_tasks, name, no_training)
     again = bench.main(args)
-    assert {m: round(s.regret, 9) for m, s in again["table"]["lr_finder steepest"].items()} == {
-        m: round(s.regret, 9) for m, s in table["lr_finder steepest"].items()
+    assert {m: round(s["mean"], 9) for m, s in again["summary"].items()} == {
+        m: round(s["mean"], 9) for m, s in summary.items()
     }
 
 
 @pytest.mark.parametrize("peer", ["torch-lr-finder", pytest.param("lightning", marks=pytest.mark.slow)])
 def test_peer_wrappers_return_an_lr_in_the_sweep(tiny_task, peer):
     pytest.importorskip({"torch-lr-finder": "torch_lr_finder", "lightning": "lightning"}[peer])
-    lr = bench.PEERS[peer](tiny_task, 0)
+    lr = bench.PEERS[peer](tiny_task, 0, 30)
     assert lr is None or bench.START_LR <= lr <= bench.END_LR
 
 
@@ -89,15 +81,25 @@ def test_fastai_rules_from_their_description():
     assert 1e-6 < pick["fastai valley"] < lmin and 1e-6 < pick["fastai slide"] <= lmin
 
 
-def test_regret_and_leave_one_task_out():
+def test_regret_band_and_safety_summary():
     truth = bench.Truth([1e-3, 1e-2, 1e-1], [1.0, 0.5, 2.0], 0.5, 1e-2, 2.5, {0: 2.5})
     assert truth.regret(0.5) == 0 and truth.regret(1.5) == pytest.approx(0.5) and truth.regret(math.inf) == 1
     assert truth.good_band(0.3) == (1e-3, 1e-2)
-    s = lambda r: bench.Score(r, [1e-2], 0.0, 0)  # noqa: E731
-    table = {"a": {"t1": s(0.0), "t2": s(0.0), "t3": s(0.9)}, "b": {"t1": s(0.1), "t2": s(0.1), "t3": s(0.1)}}
-    summary, picks = bench.leave_one_task_out(table, ["a", "b"])
-    assert picks == {"t1": "b", "t2": "b", "t3": "a"}
-    assert summary["worst"] == pytest.approx(0.9)
+    scores = [
+        bench.Score(0.0, 0.5, [1e-2, 2e-2], above=0, below=0, nones=0),
+        bench.Score(0.4, 1.0, [1.0, None], above=1, below=0, nones=1),
+    ]
+    s = bench.summarize(scores)
+    assert s["mean"] == pytest.approx(0.2) and s["worst"] == pytest.approx(0.4) and s["good"] == 1
+    assert s["above"] == pytest.approx(1 / 3) and s["below"] == 0 and s["nones"] == 1
+    assert s["mean2x"] == pytest.approx(0.75)
+    assert bench.spread([1e-3, 1e-2]) == pytest.approx(1.0) and bench.spread([1e-3, None]) == math.inf
+
+
+def test_every_task_is_in_one_split_and_the_held_out_split_is_substantial():
+    splits = [t.split for t in quality_tasks.TASKS.values()]
+    assert set(splits) == {quality_tasks.TUNING, quality_tasks.HELD_OUT}
+    assert len(splits) >= 30 and splits.count(quality_tasks.HELD_OUT) >= 15
 
 
 @pytest.mark.parametrize("name", ["digits_mlp_sgdm", "digits_cnn_bn_adam_const", "wine_mlp_adam"])
