@@ -47,7 +47,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -474,6 +474,65 @@ def stability(
 
 
 # ------------------------------------------------------------------------------------------------
+# the default's constant, chosen by cross-validation on the tuning split only
+# ------------------------------------------------------------------------------------------------
+
+#: The default's family: the LR of the loss minimum over a divisor ``d`` at the reference sweep density,
+#: scaled with the sweep's density within [0.4 d, 2 d] (the package's ``backoff`` is ``d = 5``).
+DIVISORS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0, 20.0)
+
+
+def family() -> dict[str, cand.Rule]:
+    return {f"backoff /{d:g}": cand.on_input("raw", cand.backoff(d, 0.4 * d, 2 * d)) for d in DIVISORS}
+
+
+def seed_regrets(task: qt.QualityTask, truth: Truth, cache: TrainCache, seed: int) -> np.ndarray:
+    """The regret of each grid LR on one seed (from the cached ground truth)."""
+    return np.array([truth.regret(cache.loss(task, seed, lr)) for lr in truth.grid])
+
+
+def interpolated_regret(truth: Truth, regrets: np.ndarray, eta: float | None) -> float:
+    """A cheap stand-in for training at ``eta``: the seed's grid regrets interpolated in log LR (1 with no pick)."""
+    if eta is None or not _valid(eta):
+        return 1.0
+    return float(np.interp(math.log10(eta), np.log10(truth.grid), regrets))
+
+
+def family_regrets(run: Run, gt_cache: TrainCache, sweeps: SweepCache) -> dict[str, dict[str, float]]:
+    """rule -> tuning task -> mean over seeds of the interpolated regret of the rule's pick (num_iter 100)."""
+    rules = family()
+    out: dict[str, dict[str, float]] = {r: {} for r in rules}
+    for t in run.tasks:
+        if t.split != qt.TUNING:
+            continue
+        truth = run.truths[t.name]
+        for s in run.seeds:
+            h = as_history(sweeps.slot(t)[f"ours|{s}|{NUM_ITER}"])
+            regrets = seed_regrets(t, truth, gt_cache, s)
+            for r, rule in rules.items():
+                value = interpolated_regret(truth, regrets, rule(h.lr, h.loss, h.raw_loss)) / len(run.seeds)
+                out[r][t.name] = out[r].get(t.name, 0.0) + value
+    return out
+
+
+def leave_one_task_out(table: dict[str, dict[str, float]]) -> tuple[list[float], dict[str, str], str]:
+    """For each tuning task, the rule with the best mean regret on the other tuning tasks (ties: the lower
+    worst), scored on the task left out; also the rule chosen on all of them."""
+
+    def fit(rule: str, leave: str | None) -> tuple[float, float]:
+        rs = [v for t, v in table[rule].items() if t != leave]
+        return float(np.mean(rs)), float(np.max(rs))
+
+    tasks = list(next(iter(table.values())))
+    held, picks = [], {}
+    for t in tasks:
+        best = min(table, key=lambda r: fit(r, t))
+        picks[t] = best
+        held.append(table[best][t])
+    return held, picks, min(table, key=lambda r: fit(r, None))
+
+
+# ------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------
 
@@ -507,6 +566,7 @@ class Run:
     verified: dict[str, dict[int, dict[str, Any]]]
     table: dict[str, dict[str, Score]]  # method -> task -> score, at num_iter 100
     by_iter: dict[int, dict[str, Score]]  # num_iter -> task -> the default's score
+    cv: dict[str, Any] = field(default_factory=dict)  # the cross-validated choice of the default's divisor
 
     def split(self, which: str) -> list[str]:
         return [t.name for t in self.tasks if t.split == which]
@@ -552,12 +612,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ev_cache.save()
         log.info("  %s: %.1fs", task.name, time.perf_counter() - t0)
 
+    if not args.quick and len(run.split(qt.TUNING)) >= 3:
+        cross_validate(run, gt_cache, ev_cache, sweeps)
     out = report(run, args)
     out += f"\nRuntime: {time.perf_counter() - t_start:.0f}s; torch {torch.__version__}, 1 thread.\n"
     print(out)
     if not args.quick and not args.tasks:
         (results / "suggestion_quality.md").write_text(out)
     return {"run": run, "summary": {m: summarize(list(run.table[m].values())) for m in methods}}
+
+
+def cross_validate(run: Run, gt_cache: TrainCache, ev_cache: TrainCache, sweeps: SweepCache) -> None:
+    """Choose the divisor on the tuning split (leave one task out, interpolated regret), then add the rule
+    chosen on the whole tuning split to the run as a method, trained at its picks like every other."""
+    table = family_regrets(run, gt_cache, sweeps)
+    held, picks, chosen = leave_one_task_out(table)
+    name = f"CV choice: {chosen}"
+    rule = family()[chosen]
+    run.cv = {"table": table, "held": held, "picks": picks, "chosen": chosen, "name": name}
+    run.methods.append(name)
+    run.table[name] = {}
+    for t in run.tasks:
+        per = run.picks[t.name]
+        for s in run.seeds:
+            for n in run.num_iters:
+                h = as_history(sweeps.slot(t)[f"ours|{s}|{n}"])
+                per[s][n][name] = rule(h.lr, h.loss, h.raw_loss)
+        run.table[name][t.name] = score(t, run.truths[t.name], {s: per[s][NUM_ITER][name] for s in run.seeds}, ev_cache)
+    ev_cache.save()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -704,6 +786,27 @@ def per_task_section(run: Run) -> str:
     return "## Per task (regret @ geometric-mean pick over seeds)\n\n" + md_table(header, rows) + "\n"
 
 
+def cv_section(run: Run) -> str:
+    if not run.cv:
+        return ""
+    table, held, picks = run.cv["table"], run.cv["held"], run.cv["picks"]
+    rows = [[r, f"{np.mean(list(v.values())):.3f}", f"{np.max(list(v.values())):.3f}",
+             f"{sum(x <= GOOD for x in v.values())}/{len(v)}"] for r, v in table.items()]  # fmt: skip
+    counts: dict[str, int] = {}
+    for r in picks.values():
+        counts[r] = counts.get(r, 0) + 1
+    chosen = ", ".join(f"`{r}` x{c}" for r, c in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (
+        "## The default's divisor, cross-validated on the tuning split\n\n"
+        "Regret on the tuning tasks interpolated from the ground-truth grid (a stand-in for training at each "
+        "pick), the package's `backoff` family with divisor d:\n\n"
+        + md_table(["rule", "mean r", "worst r", "r<=0.05"], rows)
+        + f"\n\nLeave one tuning task out: mean {np.mean(held):.3f}, worst {np.max(held):.3f}, "
+        f"{sum(x <= GOOD for x in held)}/{len(held)} within 0.05 (rules chosen: {chosen}). Chosen on the whole "
+        f"tuning split: `{run.cv['chosen']}`, scored above (trained at its picks) as `{run.cv['name']}`.\n"
+    )
+
+
 def report(run: Run, args: argparse.Namespace) -> str:
     sums = split_summaries(run)
     counts = ", ".join(f"{len(run.split(w))} {w}" for w in (qt.HELD_OUT, qt.TUNING))
@@ -715,7 +818,7 @@ def report(run: Run, args: argparse.Namespace) -> str:
         "held-out tasks were never used to choose a rule or a constant.\n"
     )
     parts = [head, regret_section(run, sums), safety_section(run, sums), stability_section(run)]
-    parts += [verify_section(run), targets_section(sums), per_task_section(run)]
+    parts += [verify_section(run), targets_section(sums), cv_section(run), per_task_section(run)]
     return "\n".join(p for p in parts if p)
 
 
