@@ -63,6 +63,7 @@ sys.path.insert(0, str(HERE))
 import candidates as cand  # noqa: E402
 import quality_tasks as qt  # noqa: E402
 
+import lr_finder.suggestion as suggestion  # noqa: E402
 from lr_finder import LRFinder  # noqa: E402
 from lr_finder.history import History  # noqa: E402
 from lr_finder.suggestion import DEFAULT_METHOD, METHODS  # noqa: E402
@@ -481,9 +482,25 @@ def stability(
 #: scaled with the sweep's density within [0.4 d, 2 d] (the package's ``backoff`` is ``d = 5``).
 DIVISORS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0, 20.0)
 
+Rule = Callable[[History], "float | None"]
 
-def family() -> dict[str, cand.Rule]:
-    return {f"backoff /{d:g}": cand.on_input("raw", cand.backoff(d, 0.4 * d, 2 * d)) for d in DIVISORS}
+
+def _with_divisor(d: float) -> Rule:
+    """The package's own ``backoff`` analysis (``History.analyze``), run with divisor ``d``."""
+
+    def rule(h: History) -> float | None:
+        saved = suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS
+        suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS = d, (0.4 * d, 2.0 * d)
+        try:
+            return h.analyze("backoff").lr  # type: ignore[no-any-return]
+        finally:
+            suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS = saved
+
+    return rule
+
+
+def family() -> dict[str, Rule]:
+    return {f"backoff /{d:g}": _with_divisor(d) for d in DIVISORS}
 
 
 def seed_regrets(task: qt.QualityTask, truth: Truth, cache: TrainCache, seed: int) -> np.ndarray:
@@ -510,7 +527,7 @@ def family_regrets(run: Run, gt_cache: TrainCache, sweeps: SweepCache) -> dict[s
             h = as_history(sweeps.slot(t)[f"ours|{s}|{NUM_ITER}"])
             regrets = seed_regrets(t, truth, gt_cache, s)
             for r, rule in rules.items():
-                value = interpolated_regret(truth, regrets, rule(h.lr, h.loss, h.raw_loss)) / len(run.seeds)
+                value = interpolated_regret(truth, regrets, rule(h)) / len(run.seeds)
                 out[r][t.name] = out[r].get(t.name, 0.0) + value
     return out
 
@@ -637,7 +654,7 @@ def cross_validate(run: Run, gt_cache: TrainCache, ev_cache: TrainCache, sweeps:
         for s in run.seeds:
             for n in run.num_iters:
                 h = as_history(sweeps.slot(t)[f"ours|{s}|{n}"])
-                per[s][n][name] = rule(h.lr, h.loss, h.raw_loss)
+                per[s][n][name] = rule(h)
         run.table[name][t.name] = score(t, run.truths[t.name], {s: per[s][NUM_ITER][name] for s in run.seeds}, ev_cache)
     ev_cache.save()
 
