@@ -85,6 +85,8 @@ def test_regret_band_and_safety_summary():
     truth = bench.Truth([1e-3, 1e-2, 1e-1], [1.0, 0.5, 2.0], 0.5, 1e-2, 2.5, {0: 2.5})
     assert truth.regret(0.5) == 0 and truth.regret(1.5) == pytest.approx(0.5) and truth.regret(math.inf) == 1
     assert truth.good_band(0.3) == (1e-3, 1e-2)
+    assert truth.interpolated_regret(0, 10**-1.5) == pytest.approx(0.5 * truth.regret(0.5) + 0.5 * truth.regret(2.0))
+    assert truth.interpolated_regret(0, 1e-4) == truth.regret(1.0) and truth.interpolated_regret(0, None) == 1
     scores = [
         bench.Score(0.0, 0.5, [1e-2, 2e-2], above=0, below=0, nones=0),
         bench.Score(0.4, 1.0, [1.0, None], above=1, below=0, nones=1),
