@@ -770,7 +770,7 @@ def targets_section(sums: dict[str, dict[str, dict[str, float]]]) -> str:
             f"{s['nones']} seed(s) without a pick",
         ]
         met = s["mean"] <= TARGETS["mean"] and s["worst"] <= TARGETS["worst"] and s["share"] >= TARGETS["share"]
-        peers = [p for p in sums[qt.HELD_OUT] if not p.startswith("lr_finder")]
+        peers = [p for p in sums[qt.HELD_OUT] if not p.startswith(("lr_finder", "CV choice"))]
         beats = [
             p for p in peers
             if s["mean"] < sums[qt.HELD_OUT][p]["mean"] and s["worst"] <= sums[qt.HELD_OUT][p]["worst"]
