@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from ._logging import logger
+from .errors import InputError, InputTypeError
 
 
 def is_active() -> bool:
@@ -80,60 +81,115 @@ def find_ddp(model: torch.nn.Module) -> torch.nn.parallel.DistributedDataParalle
     return None
 
 
-_FSDP_FIX = (
-    "A range test must snapshot and restore every parameter bit for bit, and it cannot do that for sharded "
-    "parameters. Run it before sharding instead: on the plain (unsharded) model in one process, or wrapped "
-    "in torch.nn.parallel.DistributedDataParallel on the same ranks and with the same per-rank batch size "
-    "(then the suggestion is for the same global batch); apply fully_shard / FSDP afterwards and train with "
-    "the suggested LR."
+def _fsdp2_modules(model: torch.nn.Module) -> list[tuple[str, Any]]:
+    """The modules ``fully_shard`` (FSDP2) was applied to, with their names, outermost first."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch < 2.6 or built without distributed
+        return []
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, FSDPModule)]
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``fully_shard`` was applied to ``model`` or to any of its submodules."""
+    return bool(_fsdp2_modules(model))
+
+
+def _dtensor_type() -> type | None:
+    import sys
+
+    module = sys.modules.get("torch.distributed.tensor")  # a DTensor exists only once this was imported
+    return None if module is None else module.DTensor
+
+
+_SUPPORTED = (
+    "supported are DistributedDataParallel and torch.distributed.fsdp.fully_shard (FSDP2) models, and "
+    "DTensor parameters inside fully_shard modules"
 )
 
 
-def check_supported(model: torch.nn.Module) -> None:
-    """Refuse FSDP (``fully_shard``, ``FullyShardedDataParallel``) and DTensor parameters, saying why."""
+def check_supported(model: torch.nn.Module, use_amp: bool = False) -> None:
+    """Refuse what the range test cannot snapshot or drive in lock-step, saying what is supported.
+
+    Refused: ``FullyShardedDataParallel`` (FSDP1: its flat parameters are swapped between sharded and
+    unsharded views with no public way to reset them after a failed step), ``DTensor`` parameters that no
+    ``fully_shard`` manages (tensor or sequence parallelism alone: not tested), and ``use_amp`` on a model
+    whose ``MixedPrecisionPolicy`` already sets the compute dtype (two casts would fight over it).
+    """
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
     except ImportError:  # pragma: no cover - torch built without distributed
         return
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover - torch < 2.6
-        FSDPModule = ()  # type: ignore[assignment,misc]  # noqa: N806
     for name, module in model.named_modules():
-        if isinstance(module, (FullyShardedDataParallel, FSDPModule)):
-            fsdp1 = isinstance(module, FullyShardedDataParallel)
-            kind = "FullyShardedDataParallel" if fsdp1 else "fully_shard"
+        if isinstance(module, FullyShardedDataParallel):
             where = f"module {name!r}" if name else "the model itself"
-            raise TypeError(f"LRFinder does not support FSDP-sharded models ({kind} on {where}). {_FSDP_FIX}")
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover - torch < 2.4
-        return
-    for name, p in model.named_parameters():
-        if isinstance(p, DTensor):
-            raise TypeError(
-                f"LRFinder does not support sharded (DTensor) parameters such as {name!r} (FSDP2, tensor "
-                "or sequence parallelism). " + _FSDP_FIX
+            raise InputTypeError(
+                f"FullyShardedDataParallel (FSDP1) on {where} is not supported: {_SUPPORTED}; shard with "
+                "fully_shard instead"
             )
+    fsdp = _fsdp2_modules(model)
+    managed = {id(p) for _, m in fsdp for p in m.parameters()}
+    dtensor = _dtensor_type()
+    if dtensor is not None:
+        for name, p in model.named_parameters():
+            if isinstance(p, dtensor) and id(p) not in managed:
+                raise InputTypeError(
+                    f"parameter {name!r} is a DTensor that no fully_shard module manages (tensor or sequence "
+                    f"parallelism alone is not supported): {_SUPPORTED}"
+                )
+    if use_amp:
+        for name, module in fsdp:
+            policy = getattr(module._get_fsdp_state(), "_mp_policy", None)
+            dtype = getattr(policy, "param_dtype", None)
+            if dtype is not None:
+                raise InputError(
+                    f"use_amp=True, but fully_shard on {name or 'the model'!r} has a MixedPrecisionPolicy with "
+                    f"param_dtype={dtype}, which already runs the forward and backward passes in that dtype: "
+                    "pass use_amp=False (the test then runs in the policy's precision, as training will)"
+                )
+
+
+def reset_sharded(model: torch.nn.Module) -> None:
+    """Put every ``fully_shard`` module of ``model`` back in its resting state: sharded, between steps.
+
+    After a forward pass with no backward (validation under ``no_grad``, or a step stopped by an exception
+    before its backward pass), the root module keeps its *unsharded* parameters registered, and the next
+    forward pass would reuse them instead of all-gathering the shards. The snapshot must see the sharded
+    parameters (a rank's own shards, never the whole model), and a restore writes into the shards, so this
+    runs before both. It makes no collective: FSDP only waits for its own pending work and frees memory.
+    """
+    fsdp = _fsdp2_modules(model)
+    inner = {id(m) for _, outer in fsdp for m in outer.modules() if m is not outer}
+    for _, module in fsdp:
+        if id(module) in inner:
+            continue  # reset through its outermost fully_shard module (the root FSDP requires)
+        if getattr(module._get_fsdp_state(), "_is_root", None) is None:
+            continue  # never run forward: still sharded as fully_shard left it (and FSDP not yet set up)
+        reset = getattr(module, "reset_iter_state", None)
+        if reset is not None:
+            reset()
+        else:  # pragma: no cover - torch before reset_iter_state: reshard what can be resharded
+            for _, m in fsdp:
+                m.reshard()
 
 
 def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
-    """The lock-step driver for a DDP model in a process group of several processes, else ``None``."""
+    """The lock-step driver for a DDP or ``fully_shard`` model across several processes, else ``None``."""
     if not is_active():
         return None
-    ddp = find_ddp(model)
-    if ddp is None:
+    owner = find_ddp(model) or (model if is_sharded(model) else None)
+    if owner is None:
         logger.info(
-            "torch.distributed is initialised but the model is not wrapped in DistributedDataParallel: "
-            "rank %d runs its own range test, with no averaging over ranks (wrap it in DDP for a test at "
-            "the global batch size)",
+            "torch.distributed is initialised but the model is neither wrapped in DistributedDataParallel nor "
+            "sharded with fully_shard: rank %d runs its own range test, with no averaging over ranks (wrap "
+            "it in DDP for a test at the global batch size)",
             rank(),
         )
         return None
-    # The all-reduce buffer lives where DDP's own gradients do (NCCL needs this rank's GPU, and a bare
-    # device="cuda" would mean GPU 0 on every rank).
-    param = next(ddp.parameters(), None)
-    return StepSync(device if param is None else param.device)
+    # The all-reduce buffer lives where the model's own collectives do (NCCL needs this rank's GPU, and a
+    # bare device="cuda" would mean GPU 0 on every rank); a sharded parameter's device is its shard's.
+    param = next(owner.parameters(), None)
+    return StepSync(device if param is None else param.device, every_micro_batch=owner is model)
 
 
 class StepSync:
@@ -144,12 +200,15 @@ class StepSync:
     the batches it prefetched.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, every_micro_batch: bool = False) -> None:
         import torch.distributed as dist
 
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
         self.device = device
+        # Under fully_shard every backward pass makes collectives, the accumulated micro-batches' too (DDP
+        # skips them under no_sync): the ranks then check for failures before each micro-batch's backward.
+        self.every_micro_batch = every_micro_batch
         self._queue: deque[Any] = deque()
         self._stream: Any = None
         self._per_step = 1
@@ -227,8 +286,8 @@ class StepSync:
     def step(self, run: Callable[[Callable[[torch.Tensor], None]], Any]) -> torch.Tensor:
         """Run one training step as ``run(before_backward)``; returns the loss averaged over ranks.
 
-        ``run`` must call ``before_backward(mean_loss_of_the_step)`` after the last micro-batch's forward
-        pass and before its backward pass (``train_step`` does).
+        ``run`` must call ``before_backward(mean_loss_of_the_step, last)`` after each micro-batch's forward
+        pass and before its backward pass (``Trainer.step`` does); ``last`` marks the step's last one.
         """
         self._checked = False
         self._mean = None
@@ -242,7 +301,15 @@ class StepSync:
             raise RuntimeError("lr_finder internal error: the training step did not call before_backward")
         return self._mean
 
-    def _before_backward(self, loss: torch.Tensor) -> None:
+    def _before_backward(self, loss: torch.Tensor, last: bool = True) -> None:
+        if not last:
+            if self.every_micro_batch:
+                self._checked = True
+                _, failed = self._exchange(loss)
+                if failed:
+                    raise self._others_failed(failed, "its forward pass or its loss")
+                self._checked = False  # a failure later in this step is still this rank's to report
+            return
         error = self._prefetch()  # the next step's batches, so that a loader error is seen in this all-reduce
         self._checked = True
         mean, failed = self._exchange(None if error is not None else loss)

@@ -190,7 +190,7 @@ class LRFinder:
         check_loader(train_loader, "train_loader", settings.batches_needed)
         if val_loader is not None:
             check_val_loader(val_loader)
-        distributed.check_supported(self.model)
+        distributed.check_supported(self.model, settings.use_amp)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         trainer = self._trainer(settings)
         sync = distributed.step_sync(self.model, self.device)  # None unless trained across processes
@@ -242,6 +242,7 @@ class LRFinder:
     ) -> None:
         """Snapshot, sweep into ``record``, and restore on every exit path (exceptions and Ctrl-C too)."""
         train_loader, val_loader = loaders
+        distributed.reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
         snapshot = capture(
             self.model,
             self.optimizer,
@@ -266,6 +267,7 @@ class LRFinder:
                 stream.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
             val_books.restore()
             try:
+                distributed.reset_sharded(self.model)  # the restore writes into the shards the next step reads
                 snapshot.restore()
             finally:
                 snapshot.discard()

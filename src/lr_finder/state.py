@@ -27,6 +27,7 @@ import mmap
 import os
 import random
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,39 @@ def tracked_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ex
     for group in optimizer.param_groups:
         found.extend(group["params"])
     return _unique(found)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The tensor that holds this process's values of ``t``: a DTensor's local shard, else ``t`` itself.
+
+    A sharded (``fully_shard``) parameter, its gradient and its optimizer state are DTensors; each process
+    saves and restores only its own shard, in place in the storage the DTensor (and FSDP's all-gather)
+    reads, so nothing is gathered and the snapshot is one copy of this rank's shards.
+    """
+    dtensor = sys.modules.get("torch.distributed.tensor")  # loaded wherever a DTensor exists
+    if dtensor is not None and isinstance(t, dtensor.DTensor):
+        with torch.no_grad():
+            return t.to_local()
+    return t
+
+
+def _like(template: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """``local`` laid out as ``template``: wrapped as a DTensor of the same mesh and placements if it is one."""
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    if dtensor is None or not isinstance(template, dtensor.DTensor):
+        return local
+    with torch.no_grad():
+        return dtensor.DTensor.from_local(
+            local, template.device_mesh, template.placements, run_check=False,
+            shape=template.shape, stride=template.stride(),
+        )
+
+
+def _restore_into(live: torch.Tensor, saved: torch.Tensor | _OnDisk) -> torch.Tensor:
+    """``live`` with the saved values, copied in place into its (local) storage when they fit."""
+    local = _local(live)
+    restored = _copy_into(local, saved)
+    return live if restored is local else _like(live, restored)
 
 
 #: Put the in-memory snapshot of CPU tensors on transparent huge pages (Linux, ``madvise`` mode or ``always``).
@@ -370,6 +404,7 @@ class Snapshot:
     own_dir: str | None = None
     state_devices: dict[tuple[int, str], torch.device] = field(default_factory=dict)
     store: _ShardStore | None = None
+    sharded_state: set[tuple[int, str]] = field(default_factory=set)  # optimizer state saved from DTensors
 
     @property
     def nbytes(self) -> int:
@@ -398,7 +433,7 @@ class Snapshot:
         for t, value, grad, req in zip(
             self.tensors, payload["values"], payload["grads"], self.requires_grad, strict=True
         ):
-            restored = _copy_into(t, value)
+            restored = _restore_into(t, value)
             if restored is not t:
                 t.data = restored
             if t.is_leaf and t.requires_grad != req:
@@ -406,9 +441,9 @@ class Snapshot:
             if grad is None:
                 t.grad = None
             elif t.grad is not None:
-                t.grad = _copy_into(t.grad, grad)
+                t.grad = _restore_into(t.grad, grad)
             else:
-                t.grad = _fresh(grad, t.device)
+                t.grad = _like(t, _fresh(grad, t.device))
         # optimizer state, in place where the structure still matches
         state = self.optimizer.state
         saved_state: dict[int, dict[str, Any]] = payload["opt_state"]
@@ -425,9 +460,10 @@ class Snapshot:
                     device = self.state_devices.get((pos, key), p.device)
                     current = live.get(key)
                     if isinstance(current, torch.Tensor) and current.device == device:
-                        live[key] = _copy_into(current, value)
+                        live[key] = _restore_into(current, value)
                     else:
-                        live[key] = _fresh(value, device)
+                        fresh = _fresh(value, device)
+                        live[key] = _like(p, fresh) if (pos, key) in self.sharded_state else fresh
                 else:
                     live[key] = copy.deepcopy(value)
         for group, saved_group in zip(self.optimizer.param_groups, self.groups, strict=True):
@@ -502,6 +538,14 @@ def check_cache_dir(cache_dir: str | os.PathLike[str], needed: int) -> None:
         )
 
 
+def _folder_prefix() -> str:
+    """The disk snapshot's folder name: with the rank in it under torch.distributed (one folder per rank)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return f"lr_finder_snapshot_rank{dist.get_rank()}_"
+    return "lr_finder_snapshot_"
+
+
 def capture(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -521,15 +565,18 @@ def capture(
     counters = {name: getattr(optimizer, name, _MISSING) for name in _OPTIMIZER_COUNTERS}
     scaler_state = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
     state_devices: dict[tuple[int, str], torch.device] = {}
+    sharded_state: set[tuple[int, str]] = set()
     live_state: dict[int, dict[str, Any]] = {}
     for p, st in optimizer.state.items():
         pos = position.get(id(p))
         if pos is None:
             continue
-        live_state[pos] = dict(st)
+        live_state[pos] = {k: _local(v) if isinstance(v, torch.Tensor) else v for k, v in st.items()}
         for key, value in st.items():
             if isinstance(value, torch.Tensor):
                 state_devices[(pos, key)] = value.device
+                if _local(value) is not value:
+                    sharded_state.add((pos, key))
     snap = Snapshot(
         model=model,
         optimizer=optimizer,
@@ -542,10 +589,11 @@ def capture(
         scaler_state=scaler_state,
         rng=_Rng.capture(generators),
         state_devices=state_devices,
+        sharded_state=sharded_state,
     )
     live: dict[str, Any] = {
-        "values": [t.detach() for t in tensors],
-        "grads": [None if t.grad is None else t.grad.detach() for t in tensors],
+        "values": [_local(t).detach() for t in tensors],
+        "grads": [None if t.grad is None else _local(t.grad).detach() for t in tensors],
         "opt_state": live_state,
     }
     pin = torch.cuda.is_available()
@@ -556,7 +604,7 @@ def capture(
     needed = _payload_nbytes(live)
     if cache_dir is not None:
         check_cache_dir(cache_dir, needed)
-    snap.own_dir = tempfile.mkdtemp(prefix="lr_finder_snapshot_", dir=None if cache_dir is None else cache_dir)
+    snap.own_dir = tempfile.mkdtemp(prefix=_folder_prefix(), dir=None if cache_dir is None else cache_dir)
     try:
         if cache_dir is None:
             check_cache_dir(snap.own_dir, needed)

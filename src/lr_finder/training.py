@@ -90,11 +90,11 @@ class Trainer:
             return compute_loss(model, self.criterion, batch, self.loss_fn, need_grad=need_grad)
 
     def step(
-        self, source: BatchSource, before_backward: Callable[[torch.Tensor], None] | None = None
+        self, source: BatchSource, before_backward: Callable[[torch.Tensor, bool], None] | None = None
     ) -> torch.Tensor:
         """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached).
 
-        ``before_backward(mean_loss)`` is called after the last micro-batch's forward pass and before its
+        ``before_backward(mean_loss, last)`` is called after each micro-batch's forward pass and before its
         backward pass: where the ranks of a distributed test exchange their loss and failure flags.
         """
         self.optimizer.zero_grad(set_to_none=True)
@@ -107,8 +107,8 @@ class Trainer:
             with no_sync() if (no_sync is not None and not last) else contextlib.nullcontext():
                 loss = self._loss(self.model, batch)
                 total = total + loss.detach().float()
-                if last and before_backward is not None:
-                    before_backward(total / n)
+                if before_backward is not None:
+                    before_backward(total / n, last)  # the step's mean loss once ``last``
                 scaled = loss / n if n > 1 else loss
                 (self.amp.scaler.scale(scaled) if self.amp.scaler is not None else scaled).backward()
         if self.amp.scaler is not None:

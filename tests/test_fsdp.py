@@ -1,0 +1,446 @@
+"""The range test on FSDP2 (``fully_shard``) models: 2 processes, gloo on CPU, loopback only.
+
+One launch for the whole file, as in ``test_distributed.py``: the fixture starts this file as a script once
+per rank in a ``torchrun``-style environment; each worker runs every scenario in one process group (the
+faults included: a rank that fell out of step would hang the next scenario) and writes what it saw to
+``result_rank{r}.json``. A short process-group timeout and a hard timeout on the processes turn a hang into
+a failure.
+
+The model is the tutorials' layout: ``fully_shard`` on each hidden layer, then on the root, which keeps the
+output layer's parameters itself (so the root's own parameters stay unsharded after a forward pass with no
+backward, the case a restore must handle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lr_finder import LRFinder
+
+WORLD = 2
+PROCESS_TIMEOUT_S = 120  # only reached by a hang; a healthy launch takes ~10 s on an idle machine
+PG_TIMEOUT_S = 30
+NUM_ITER = 30
+RANGE: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 10.0, "show_progress": False}
+
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()), reason="needs gloo"
+)
+
+
+def mlp(seed: int = 0) -> torch.nn.Module:
+    """Odd widths, so that the shards are uneven (FSDP pads them) and one rank's bias shard is short."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, 33), torch.nn.ReLU(), torch.nn.Linear(33, 17), torch.nn.ReLU(), torch.nn.Linear(17, 10)
+    )
+
+
+# -- the worker (one per rank, in the spawned processes) ---------------------------------------------
+def _local_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """This rank's shards of everything a range test changes, as plain tensors (no collective)."""
+    from torch.distributed.tensor import DTensor
+
+    def local(t: torch.Tensor) -> torch.Tensor:
+        return (t.to_local() if isinstance(t, DTensor) else t).detach().clone()
+
+    out: dict[str, Any] = {}
+    for name, p in model.named_parameters():
+        out[f"param.{name}"] = local(p)
+        out[f"grad.{name}"] = None if p.grad is None else local(p.grad)
+        out[f"type.{name}"] = type(p).__name__
+    for name, b in model.named_buffers():
+        out[f"buffer.{name}"] = local(b)
+    for name, m in model.named_modules():
+        out[f"training.{name}"] = m.training
+    for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"]):
+        for key, value in optimizer.state.get(p, {}).items():
+            out[f"opt.{i}.{key}"] = local(value) if isinstance(value, torch.Tensor) else value
+            out[f"opt_type.{i}.{key}"] = type(value).__name__
+    for i, g in enumerate(optimizer.param_groups):
+        out.update({f"group.{i}.{k}": v for k, v in g.items() if k != "params"})
+    return out
+
+
+def _same(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    from tasks import assert_same_state
+
+    assert_same_state(before, after)
+    return True
+
+
+def _worker(out: Path) -> None:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
+
+    from lr_finder import distributed as lf_dist
+    from lr_finder.state import capture
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=timedelta(seconds=PG_TIMEOUT_S))
+    rank = dist.get_rank()
+    result: dict[str, Any] = {"rank": rank}
+    x, y = torch.load(out / "digits.pt")  # loaded by the parent: no scikit-learn import per rank
+    ds = TensorDataset(x[:512], y[:512])
+    val = Subset(TensorDataset(x, y), range(512, 640))
+
+    class Collectives(TorchDispatchMode):
+        """Every collective issued while active, by op name (c10d and functional collectives alike)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if func.namespace in ("c10d", "_c10d_functional"):
+                self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    def sharded_mlp(seed: int = 0, mp: Any = None) -> torch.nn.Module:
+        model = mlp(seed)
+        kwargs = {} if mp is None else {"mp_policy": mp}
+        for layer in (model[0], model[2]):
+            fully_shard(layer, **kwargs)
+        return fully_shard(model, **kwargs)
+
+    def loader(data: Any, batch_size: int) -> DataLoader:
+        return DataLoader(data, batch_size=batch_size, sampler=DistributedSampler(data, shuffle=False))
+
+    def train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int) -> list[float]:
+        losses = []
+        for _, (xb, yb) in zip(range(steps), loader(ds, 16), strict=False):
+            opt.zero_grad()  # the last step's gradients stay, as they would mid-training
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    def history(h: Any) -> dict[str, Any]:
+        return {"lr": list(h.lr), "loss": list(h.loss), "raw": list(h.raw_loss), "stop": h.stop_reason}
+
+    def ce_loss(fail_at: int | None = None):
+        """Cross-entropy as a ``loss_fn``; on rank 1, call ``fail_at`` raises (after the forward pass)."""
+        calls = [0]
+
+        def loss_fn(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+            calls[0] += 1
+            inputs, targets = batch
+            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+            if rank == 1 and calls[0] == fail_at:
+                raise ValueError(f"boom in the loss on rank {rank} at call {calls[0]}")
+            return loss
+
+        return loss_fn
+
+    def caught(fn: Any) -> dict[str, Any]:
+        try:
+            fn()
+        except Exception as exc:
+            return {"type": type(exc).__name__, "message": str(exc)}
+        return {"type": None, "message": None}
+
+    def scenario(name: str, fn: Any) -> None:
+        start = time.perf_counter()
+        try:
+            result[name] = fn()
+        except Exception:
+            result[name] = {"worker_error": traceback.format_exc()}
+        result[f"{name}_s"] = round(time.perf_counter() - start, 3)
+
+    def curve() -> dict[str, Any]:
+        """The same model and data sharded and under DDP: both curves, and the restored state."""
+        model = sharded_mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        train(model, opt, 2)  # momentum buffers and gradients exist, as they would mid-training
+        before = _local_state(model, opt)
+        finder = LRFinder(model, opt, torch.nn.CrossEntropyLoss())
+        h = finder.range_test(loader(ds, 16), num_iter=NUM_ITER, **RANGE)
+        lr = finder.suggestion().lr
+        finder.save(out / f"rank{rank}")
+        fsdp = {**history(h), "suggestion": lr, "restored": _same(before, _local_state(model, opt))}
+        ddp = DDP(mlp())
+        ddp_opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+        train(ddp, ddp_opt, 2)
+        ddp_finder = LRFinder(ddp, ddp_opt, torch.nn.CrossEntropyLoss())
+        ddp_h = ddp_finder.range_test(loader(ds, 16), num_iter=NUM_ITER, **RANGE)
+        return {"fsdp": fsdp, "ddp": {**history(ddp_h), "suggestion": ddp_finder.suggestion().lr},
+                "world_size": h.settings.get("world_size")}
+
+    def snapshot_is_local() -> dict[str, Any]:
+        """A snapshot holds this rank's shards only, issues no collective, and restores in place."""
+        model = sharded_mlp()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        train(model, opt, 2)
+        full = sum(p.numel() * p.element_size() for p in mlp().parameters())
+        shards = [t.to_local() if hasattr(t, "to_local") else t for p in model.parameters()
+                  for t in (p, p.grad, *opt.state[p].values())]  # value, gradient, step, exp_avg, exp_avg_sq
+        local = sum(t.numel() * t.element_size() for t in shards)
+        with Collectives() as seen:
+            lf_dist.reset_sharded(model)
+            snap = capture(model, opt)
+            before = _local_state(model, opt)
+            train(model, opt, 1)  # allowed to communicate, but counted apart below
+        trained = len(seen.ops)
+        storages = [p.to_local().untyped_storage().data_ptr() for p in model.parameters()]
+        with Collectives() as seen:
+            snap.restore()
+        restored_ops = seen.ops
+        same_storage = storages == [p.to_local().untyped_storage().data_ptr() for p in model.parameters()]
+        with Collectives() as control:  # the counter does see a gather
+            next(model.parameters()).full_tensor()
+        return {
+            "nbytes": snap.nbytes, "local_bytes": local, "full_param_bytes": full,
+            "ops_in_capture_and_training": trained, "ops_in_restore": restored_ops,
+            "same_storage": same_storage, "control_ops": len(control.ops),
+            "restored": _same(before, _local_state(model, opt)),
+        }
+
+    def collectives_per_step() -> dict[str, Any]:
+        model = sharded_mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        finder = LRFinder(model, opt, torch.nn.CrossEntropyLoss())
+        with Collectives() as seen:
+            h = finder.range_test(loader(ds, 16), num_iter=5, **RANGE)
+        counts: dict[str, int] = {}
+        for op in seen.ops:
+            counts[op] = counts.get(op, 0) + 1
+        return {"steps": len(h.lr), "counts": counts}
+
+    def disk_validation_then_training() -> dict[str, Any]:
+        """Adam on disk, validation and accumulation; then training goes on exactly as without the test."""
+        model, twin = sharded_mlp(), sharded_mlp()
+        opt, twin_opt = (torch.optim.Adam(m.parameters(), lr=1e-3) for m in (model, twin))
+        train(model, opt, 2)
+        train(twin, twin_opt, 2)
+        before = _local_state(model, opt)
+        cache = out / "cache"
+        seen_files: list[str] = []
+        base = ce_loss()
+
+        def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+            if not seen_files:  # during the sweep: what this rank's snapshot put in cache_dir
+                seen_files.extend(str(p.relative_to(cache)) for p in sorted(cache.rglob("*")) if p.is_file())
+            return base(m, batch)
+
+        finder = LRFinder(model, opt, None, loss_fn=loss_fn, memory_cache=False, cache_dir=cache)
+        h = finder.range_test(loader(ds, 8), num_iter=8, accumulation_steps=2, val_loader=loader(val, 32), **RANGE)
+        restored = _same(before, _local_state(model, opt))
+        after = train(model, opt, 3)
+        plain = train(twin, twin_opt, 3)
+        return {
+            **history(h), "restored": restored, "files": seen_files, "left": sorted(map(str, cache.rglob("*"))),
+            "after": after, "plain": plain, "same_after": _same(_local_state(twin, twin_opt), _local_state(model, opt)),
+        }
+
+    def fault(loss_fail_at: int, accumulation: int, memory_cache: bool) -> dict[str, Any]:
+        model = sharded_mlp(3)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        train(model, opt, 1)
+        before = _local_state(model, opt)
+        finder = LRFinder(model, opt, None, loss_fn=ce_loss(fail_at=loss_fail_at), memory_cache=memory_cache)
+        kwargs = {"num_iter": NUM_ITER, "accumulation_steps": accumulation, **RANGE}
+        err = caught(lambda: finder.range_test(loader(ds, 16), **kwargs))
+        restored = _same(before, _local_state(model, opt))
+        return {**err, "steps": len(finder.history.lr), "restored": restored, "then": train(model, opt, 2)}
+
+    def refusals() -> dict[str, Any]:
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16)
+        amp_model = sharded_mlp(mp=policy)
+        amp = LRFinder(amp_model, torch.optim.SGD(amp_model.parameters(), lr=0.01), torch.nn.CrossEntropyLoss())
+        found = {"amp": caught(lambda: amp.range_test(loader(ds, 16), num_iter=5, use_amp=True, **RANGE))}
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+        plan = {"0": ColwiseParallel(), "2": RowwiseParallel()}
+        tp = parallelize_module(mlp(), init_device_mesh("cpu", (WORLD,)), plan)
+        tp_finder = LRFinder(tp, torch.optim.SGD(tp.parameters(), lr=0.01), torch.nn.CrossEntropyLoss())
+        found["tp"] = caught(lambda: tp_finder.range_test(loader(ds, 16), num_iter=5, **RANGE))
+        try:
+            from torch.distributed.fsdp import FullyShardedDataParallel
+
+            fsdp1 = FullyShardedDataParallel(mlp(), device_id=torch.device("cpu"))
+        except Exception as exc:  # FSDP1 on CPU needs a recent torch
+            found["fsdp1"] = {"skipped": f"FullyShardedDataParallel unavailable on CPU here: {exc!r}"}
+        else:
+            fsdp1_finder = LRFinder(fsdp1, torch.optim.SGD(fsdp1.parameters(), lr=0.01), torch.nn.CrossEntropyLoss())
+            found["fsdp1"] = caught(lambda: fsdp1_finder.range_test(loader(ds, 16), num_iter=5, **RANGE))
+        return found
+
+    scenario("curve", curve)
+    scenario("snapshot", snapshot_is_local)
+    scenario("collectives", collectives_per_step)
+    scenario("disk", disk_validation_then_training)
+    scenario("loss_fault", lambda: fault(loss_fail_at=7, accumulation=1, memory_cache=True))
+    scenario("micro_fault_disk", lambda: fault(loss_fail_at=7, accumulation=2, memory_cache=False))
+    scenario("refusals", refusals)
+    dist.barrier()  # the group still works after the faults: no rank fell out of step
+    (out / f"result_rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+# -- the launcher ------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(out: Path) -> list[subprocess.Popen[str]]:
+    """Start ``WORLD`` workers with the environment ``torchrun`` would give them (loopback only)."""
+    port = _free_port()
+    procs = []
+    for r in range(WORLD):
+        env = {
+            **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(r),
+            "LOCAL_RANK": str(r), "WORLD_SIZE": str(WORLD), "LOCAL_WORLD_SIZE": str(WORLD),
+            "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+        }
+        cmd = [sys.executable, __file__, str(out)]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from tasks import digits_tensors
+
+    out = tmp_path_factory.mktemp("fsdp")
+    x, y = digits_tensors(640)
+    torch.save((x, y), out / "digits.pt")
+    procs = _start(out)
+    try:
+        outputs = [p.communicate(timeout=PROCESS_TIMEOUT_S)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        texts = [p.communicate()[0] for p in procs]
+        pytest.fail(f"the workers hung for more than {PROCESS_TIMEOUT_S} s:\n" + "\n".join(texts))
+    results = []
+    for r in range(WORLD):
+        path = out / f"result_rank{r}.json"
+        assert path.exists(), f"rank {r} wrote no result:\n{outputs[r]}"
+        res = json.loads(path.read_text())
+        for key, value in res.items():
+            assert not (isinstance(value, dict) and "worker_error" in value), f"rank {r} {key}: {value}"
+        results.append(res)
+    return {"out": out, "results": results, "outputs": outputs}
+
+
+def test_ranks_record_the_same_curve_and_suggestion(runs: dict[str, Any]) -> None:
+    r0, r1 = runs["results"]
+    a, b = r0["curve"]["fsdp"], r1["curve"]["fsdp"]
+    assert len(a["lr"]) >= 15, a
+    assert a == b  # exact: every rank holds the same all-reduced sums
+    assert a["suggestion"] is not None and r0["curve"]["world_size"] == WORLD
+
+
+def test_the_sharded_curve_is_the_ddp_curve(runs: dict[str, Any]) -> None:
+    fsdp, ddp = runs["results"][0]["curve"]["fsdp"], runs["results"][0]["curve"]["ddp"]
+    n = min(len(fsdp["lr"]), len(ddp["lr"]))
+    assert n >= 15 and abs(len(fsdp["lr"]) - len(ddp["lr"])) <= 1
+    assert fsdp["lr"][:n] == ddp["lr"][:n]
+    # the same arithmetic in another order (reduce-scatter vs all-reduce of gradients): float rounding
+    # only, until the divergence near the end amplifies it
+    assert fsdp["raw"][: n - 3] == pytest.approx(ddp["raw"][: n - 3], rel=1e-5)
+    assert abs(math.log(fsdp["suggestion"] / ddp["suggestion"])) < math.log(1.05), (fsdp, ddp)
+
+
+def test_only_rank_0_writes_files(runs: dict[str, Any]) -> None:
+    out = runs["out"]
+    names = sorted(p.name for p in (out / "rank0").iterdir())
+    assert names == ["best_lr.txt", "lr_finder_log.csv", "lr_finder_summary.json"]
+    assert not (out / "rank1").exists()
+
+
+def test_every_rank_is_restored_bit_for_bit(runs: dict[str, Any]) -> None:
+    for res in runs["results"]:
+        assert res["curve"]["fsdp"]["restored"] is True
+        for name in ("snapshot", "disk", "loss_fault", "micro_fault_disk"):
+            assert res[name]["restored"] is True, (res["rank"], name)
+
+
+def test_the_snapshot_holds_one_copy_of_this_ranks_shards_and_gathers_nothing(runs: dict[str, Any]) -> None:
+    for res in runs["results"]:
+        snap = res["snapshot"]
+        assert snap["nbytes"] == snap["local_bytes"], snap  # parameters, gradients and Adam's two moments
+        assert snap["local_bytes"] < 4 * snap["full_param_bytes"] * 0.6, snap  # about half of 4 copies
+        assert snap["ops_in_restore"] == [] and snap["same_storage"], snap
+        assert snap["control_ops"] > 0, snap
+    # capture plus one training step: exactly the step's own collectives, the same on both ranks
+    assert runs["results"][0]["snapshot"]["ops_in_capture_and_training"] > 0
+
+
+def test_one_scalar_all_reduce_per_step_besides_fsdps_own(runs: dict[str, Any]) -> None:
+    for res in runs["results"]:
+        c = res["collectives"]
+        assert c["steps"] == 5
+        # one all-reduce before the first step (its batches checked on every rank), then one per step
+        assert c["counts"].get("c10d.allreduce_.default") == c["steps"] + 1, c
+        assert set(c["counts"]) == {
+            "c10d.allreduce_.default", "c10d._allgather_base_.default", "c10d._reduce_scatter_base_.default"
+        }, c
+
+
+def test_disk_snapshot_per_rank_and_training_continues_exactly(runs: dict[str, Any]) -> None:
+    r0, r1 = runs["results"]
+    for res in (r0, r1):
+        d = res["disk"]
+        own = {f.split("/")[0] for f in d["files"] if f.startswith(f"lr_finder_snapshot_rank{res['rank']}_")}
+        assert len(own) == 1, d["files"]  # this rank's own folder of shards (the other's may be there too)
+        assert d["left"] == [], d["left"]  # every rank deleted its own
+        assert d["after"] == d["plain"] and d["same_after"] is True
+    assert r0["disk"]["lr"] == r1["disk"]["lr"] and r0["disk"]["loss"] == r1["disk"]["loss"]
+
+
+@pytest.mark.parametrize(
+    ("name", "steps"),
+    [
+        ("loss_fault", 6),  # rank 1's loss fails on call 7: step 7, after 6 recorded steps
+        ("micro_fault_disk", 3),  # call 7 is the first micro-batch of step 4 (2 per step)
+    ],
+)
+def test_a_failing_rank_stops_every_rank(runs: dict[str, Any], name: str, steps: int) -> None:
+    r0, r1 = runs["results"]
+    assert r1[name]["type"] == "ValueError" and "boom" in r1[name]["message"], r1[name]
+    assert r0[name]["type"] == "RuntimeError" and "rank 1" in r0[name]["message"], r0[name]
+    assert r0[name]["steps"] == r1[name]["steps"] == steps
+    assert all(math.isfinite(v) for v in r0[name]["then"] + r1[name]["then"])  # and training goes on
+
+
+def test_amp_on_top_of_a_mixed_precision_policy_is_refused(runs: dict[str, Any]) -> None:
+    for res in runs["results"]:
+        amp = res["refusals"]["amp"]
+        assert amp["type"] == "InputError" and "use_amp=False" in amp["message"], amp
+        assert "MixedPrecisionPolicy" in amp["message"] and "bfloat16" in amp["message"], amp
+
+
+@pytest.mark.parametrize(("kind", "what"), [("tp", "DTensor"), ("fsdp1", "FullyShardedDataParallel")])
+def test_other_sharding_is_refused_saying_what_is_supported(runs: dict[str, Any], kind: str, what: str) -> None:
+    for res in runs["results"]:
+        found = res["refusals"][kind]
+        if "skipped" in found:
+            pytest.skip(found["skipped"])
+        assert found["type"] == "InputTypeError", found
+        assert what in found["message"] and "fully_shard" in found["message"], found
+        assert "DistributedDataParallel" in found["message"] and "\n" not in found["message"], found
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]))
