@@ -41,11 +41,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def mlp(seed: int = 0) -> torch.nn.Module:
-    """Odd widths, so that the shards are uneven (FSDP pads them) and one rank's bias shard is short."""
+def mlp(seed: int = 0, widths: tuple[int, int] = (33, 17)) -> torch.nn.Module:
+    """Odd widths by default, so that the shards are uneven (FSDP pads them)."""
     torch.manual_seed(seed)
+    a, b = widths
     return torch.nn.Sequential(
-        torch.nn.Linear(64, 33), torch.nn.ReLU(), torch.nn.Linear(33, 17), torch.nn.ReLU(), torch.nn.Linear(17, 10)
+        torch.nn.Linear(64, a), torch.nn.ReLU(), torch.nn.Linear(a, b), torch.nn.ReLU(), torch.nn.Linear(b, 10)
     )
 
 
@@ -122,9 +123,9 @@ def _worker(out: Path) -> None:
     def loader(data: Any, batch_size: int) -> DataLoader:
         return DataLoader(data, batch_size=batch_size, sampler=DistributedSampler(data, shuffle=False))
 
-    def train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int) -> list[float]:
+    def train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, batches: Any = None) -> list[float]:
         losses = []
-        for _, (xb, yb) in zip(range(steps), loader(ds, 16), strict=False):
+        for _, (xb, yb) in zip(range(steps), batches or loader(ds, 16), strict=False):
             opt.zero_grad()  # the last step's gradients stay, as they would mid-training
             loss = torch.nn.functional.cross_entropy(model(xb), yb)
             loss.backward()
@@ -265,18 +266,31 @@ def _worker(out: Path) -> None:
         restored = _same(before, _local_state(model, opt))
         return {**err, "steps": len(finder.history.lr), "restored": restored, "then": train(model, opt, 2)}
 
+    def tensor_parallel() -> dict[str, Any]:
+        """Tensor parallelism alone: both ranks see the same batches; the curve is one process's curve."""
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+        plan = {"0": ColwiseParallel(), "2": RowwiseParallel()}
+        even = (32, 16)  # the tensor-parallel matmuls of torch 2.13 need even shards
+        tp = parallelize_module(mlp(widths=even), init_device_mesh("cpu", (WORLD,)), plan)
+        opt = torch.optim.SGD(tp.parameters(), lr=0.01, momentum=0.9)
+        whole = DataLoader(ds, batch_size=32)  # no sampler: tensor-parallel ranks share each batch
+        train(tp, opt, 1, whole)
+        before = _local_state(tp, opt)
+        h = LRFinder(tp, opt, torch.nn.CrossEntropyLoss()).range_test(whole, num_iter=NUM_ITER, **RANGE)
+        restored = _same(before, _local_state(tp, opt))
+        plain = mlp(widths=even)
+        plain_opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
+        train(plain, plain_opt, 1, whole)
+        single = LRFinder(plain, plain_opt, torch.nn.CrossEntropyLoss()).range_test(whole, num_iter=NUM_ITER, **RANGE)
+        return {"tp": history(h), "single": history(single), "restored": restored}
+
     def refusals() -> dict[str, Any]:
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16)
         amp_model = sharded_mlp(mp=policy)
         amp = LRFinder(amp_model, torch.optim.SGD(amp_model.parameters(), lr=0.01), torch.nn.CrossEntropyLoss())
         found = {"amp": caught(lambda: amp.range_test(loader(ds, 16), num_iter=5, use_amp=True, **RANGE))}
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
-
-        plan = {"0": ColwiseParallel(), "2": RowwiseParallel()}
-        tp = parallelize_module(mlp(), init_device_mesh("cpu", (WORLD,)), plan)
-        tp_finder = LRFinder(tp, torch.optim.SGD(tp.parameters(), lr=0.01), torch.nn.CrossEntropyLoss())
-        found["tp"] = caught(lambda: tp_finder.range_test(loader(ds, 16), num_iter=5, **RANGE))
         try:
             from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -294,6 +308,7 @@ def _worker(out: Path) -> None:
     scenario("disk", disk_validation_then_training)
     scenario("loss_fault", lambda: fault(loss_fail_at=7, accumulation=1, memory_cache=True))
     scenario("micro_fault_disk", lambda: fault(loss_fail_at=7, accumulation=2, memory_cache=False))
+    scenario("tensor_parallel", tensor_parallel)
     scenario("refusals", refusals)
     dist.barrier()  # the group still works after the faults: no rank fell out of step
     (out / f"result_rank{rank}.json").write_text(json.dumps(result))
@@ -435,14 +450,23 @@ def test_amp_on_top_of_a_mixed_precision_policy_is_refused(runs: dict[str, Any])
         assert "MixedPrecisionPolicy" in amp["message"] and "bfloat16" in amp["message"], amp
 
 
-@pytest.mark.parametrize(("kind", "what"), [("tp", "DTensor"), ("fsdp1", "FullyShardedDataParallel")])
-def test_other_sharding_is_refused_saying_what_is_supported(runs: dict[str, Any], kind: str, what: str) -> None:
+def test_tensor_parallel_curve_is_the_one_process_curve(runs: dict[str, Any]) -> None:
+    r0, r1 = runs["results"]
+    assert r0["tensor_parallel"]["tp"] == r1["tensor_parallel"]["tp"]
+    tp, single = r0["tensor_parallel"]["tp"], r0["tensor_parallel"]["single"]
+    n = min(len(tp["lr"]), len(single["lr"]))
+    assert n >= 15 and abs(len(tp["lr"]) - len(single["lr"])) <= 1
+    assert tp["raw"][: n - 3] == pytest.approx(single["raw"][: n - 3], rel=1e-5)
+    assert r0["tensor_parallel"]["restored"] is True and r1["tensor_parallel"]["restored"] is True
+
+
+def test_fsdp1_is_refused_saying_what_is_supported(runs: dict[str, Any]) -> None:
     for res in runs["results"]:
-        found = res["refusals"][kind]
+        found = res["refusals"]["fsdp1"]
         if "skipped" in found:
             pytest.skip(found["skipped"])
         assert found["type"] == "InputTypeError", found
-        assert what in found["message"] and "fully_shard" in found["message"], found
+        assert "FullyShardedDataParallel" in found["message"] and "fully_shard" in found["message"], found
         assert "DistributedDataParallel" in found["message"] and "\n" not in found["message"], found
 
 

@@ -90,11 +90,6 @@ def _fsdp2_modules(model: torch.nn.Module) -> list[tuple[str, Any]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, FSDPModule)]
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    """Whether ``fully_shard`` was applied to ``model`` or to any of its submodules."""
-    return bool(_fsdp2_modules(model))
-
-
 def _dtensor_type() -> type | None:
     import sys
 
@@ -102,19 +97,21 @@ def _dtensor_type() -> type | None:
     return None if module is None else module.DTensor
 
 
-_SUPPORTED = (
-    "supported are DistributedDataParallel and torch.distributed.fsdp.fully_shard (FSDP2) models, and "
-    "DTensor parameters inside fully_shard modules"
-)
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has ``fully_shard`` modules or ``DTensor`` parameters (tensor parallelism)."""
+    if _fsdp2_modules(model):
+        return True
+    dtensor = _dtensor_type()
+    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
 
 
 def check_supported(model: torch.nn.Module, use_amp: bool = False) -> None:
     """Refuse what the range test cannot snapshot or drive in lock-step, saying what is supported.
 
     Refused: ``FullyShardedDataParallel`` (FSDP1: its flat parameters are swapped between sharded and
-    unsharded views with no public way to reset them after a failed step), ``DTensor`` parameters that no
-    ``fully_shard`` manages (tensor or sequence parallelism alone: not tested), and ``use_amp`` on a model
-    whose ``MixedPrecisionPolicy`` already sets the compute dtype (two casts would fight over it).
+    unsharded views, with no public way to put them back after a step that failed half-way), and
+    ``use_amp`` on a model whose ``MixedPrecisionPolicy`` already sets the compute dtype (two casts would
+    fight over it).
     """
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
@@ -124,19 +121,11 @@ def check_supported(model: torch.nn.Module, use_amp: bool = False) -> None:
         if isinstance(module, FullyShardedDataParallel):
             where = f"module {name!r}" if name else "the model itself"
             raise InputTypeError(
-                f"FullyShardedDataParallel (FSDP1) on {where} is not supported: {_SUPPORTED}; shard with "
-                "fully_shard instead"
+                f"FullyShardedDataParallel (FSDP1) on {where} is not supported: shard with "
+                "torch.distributed.fsdp.fully_shard (FSDP2) instead; supported are DistributedDataParallel, "
+                "fully_shard and DTensor (tensor-parallel) models"
             )
     fsdp = _fsdp2_modules(model)
-    managed = {id(p) for _, m in fsdp for p in m.parameters()}
-    dtensor = _dtensor_type()
-    if dtensor is not None:
-        for name, p in model.named_parameters():
-            if isinstance(p, dtensor) and id(p) not in managed:
-                raise InputTypeError(
-                    f"parameter {name!r} is a DTensor that no fully_shard module manages (tensor or sequence "
-                    f"parallelism alone is not supported): {_SUPPORTED}"
-                )
     if use_amp:
         for name, module in fsdp:
             policy = getattr(module._get_fsdp_state(), "_mp_policy", None)
@@ -177,7 +166,9 @@ def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
     """The lock-step driver for a DDP or ``fully_shard`` model across several processes, else ``None``."""
     if not is_active():
         return None
-    owner = find_ddp(model) or (model if is_sharded(model) else None)
+    owner: torch.nn.Module | None = find_ddp(model)
+    if owner is None and is_sharded(model):
+        owner = model
     if owner is None:
         logger.info(
             "torch.distributed is initialised but the model is neither wrapped in DistributedDataParallel nor "
