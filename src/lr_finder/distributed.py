@@ -1,24 +1,30 @@
 """torch.distributed glue: ranks in lock-step, the loss averaged over ranks, rank-0 gating of I/O.
 
 Everything here is a no-op when ``torch.distributed`` is not initialised (or has one process), and for a
-model that is not wrapped in ``DistributedDataParallel``: such a model trains on its own in each process,
-so the range test runs there as in a single process (this is also what makes "run the finder on rank 0
-only, on a plain copy of the model" work without a hang).
+model that is neither wrapped in ``DistributedDataParallel`` nor sharded (``fully_shard``, or ``DTensor``
+parameters from tensor parallelism): such a model trains on its own in each process, so the range test
+runs there as in a single process (this is also what makes "run the finder on rank 0 only, on a plain copy
+of the model" work without a hang).
 
-With a DDP model, :class:`StepSync` keeps every rank at the same step:
+With a DDP or sharded model, :class:`StepSync` keeps every rank at the same step:
 
 * Each step makes **one** all-reduce, of ``[loss, failed_0, ..., failed_{world-1}]``, after every rank's
-  forward pass and *before* the backward pass. The backward pass runs DDP's gradient all-reduces, so a rank
-  that failed in its forward pass and skipped backward would leave the others blocked there; the check
-  before it lets every rank see the failure and stop at the same point. The failing rank re-raises its own
-  exception; the others raise a ``RuntimeError`` that names it. Every rank restores its own state.
+  forward pass and *before* the backward pass. The backward pass runs the model's own collectives (DDP's
+  gradient all-reduces, FSDP's all-gathers and reduce-scatters), so a rank that failed in its forward pass
+  and skipped backward would leave the others blocked there; the check before it lets every rank see the
+  failure and stop at the same point. The failing rank re-raises its own exception; the others raise a
+  ``RuntimeError`` that names it. Every rank restores its own state.
+* With gradient accumulation, DDP's earlier micro-batches run under ``no_sync`` (no collective), but a
+  sharded model's backward passes all make collectives: there the same check runs before *each*
+  micro-batch's backward pass (one all-reduce per micro-batch).
 * The next step's batches are fetched *before* that all-reduce (a prefetch of one step), so an exception in
   a rank's loader is reported in the same all-reduce: a rank that lacked a batch would otherwise skip the
-  forward pass, whose DDP pre-forward hook broadcasts buffers (a collective the other ranks would wait in).
-  One extra all-reduce checks the first step's batches before the sweep starts.
+  forward pass, whose collectives (DDP's buffer broadcast, FSDP's all-gathers) the other ranks would wait
+  in. One extra all-reduce checks the first step's batches before the sweep starts.
 * The recorded loss is the mean over ranks of each rank's loss, so every rank sees the same curve (bit for
   bit: an all-reduce gives every rank the same sum), applies the same stop rule at the same step and
-  returns the same suggestion.
+  returns the same suggestion. (Tensor-parallel ranks that share a batch have the same loss, so the mean
+  is over the data-parallel replicas.)
 * On CUDA the result of that all-reduce is needed on the host every step, to decide before the backward
   pass whether to go on: one device synchronisation per step. The host waits for the forward pass (and
   the tiny all-reduce) before it queues the backward pass, so the GPU idles for the kernel-launch latency
@@ -26,13 +32,20 @@ With a DDP model, :class:`StepSync` keeps every rank at the same step:
   then on the host already; the sweep still reads it back with its usual one-step lag on CUDA, the same on
   every rank, so the ranks still stop together (one step late, as in a single process).
 * With ``val_loader`` the per-rank validation loss is averaged in a second all-reduce per step (with its
-  own failure flags); validation runs on the module inside DDP, so it makes no collective of its own.
+  own failure flags). Under DDP validation runs on the module inside DDP, with no collective of its own; a
+  sharded model can only run as a whole, so its validation forward passes make collectives too.
 
-Not coordinated (they end with the process-group timeout, as in any DDP training): a failure in creating
-the loader's iterator at the start of the sweep, in the host-to-device copy of a batch, in the backward
-pass or in the optimizer step, a rank that dies outright (the others then get a connection error at the
-next all-reduce), and models whose *forward pass* makes collectives (``SyncBatchNorm``) when a rank fails
-before one of them.
+A sharded model is snapshot rank by rank: each rank saves and restores its own shards (a ``DTensor``'s
+local tensor, in place, see :mod:`lr_finder.state`), never the whole model, and no collective is made for
+it. :func:`reset_sharded` puts ``fully_shard`` modules back in their resting (sharded) state before the
+snapshot and before the restore.
+
+Not coordinated (they end with the process-group timeout, as in any distributed training): a failure in
+creating the loader's iterator at the start of the sweep, in the host-to-device copy of a batch, in the
+backward pass or in the optimizer step, a rank that dies outright (the others then get a connection error
+at the next all-reduce), a failure *inside* the forward pass of a model whose forward pass makes
+collectives (``SyncBatchNorm``, and every sharded model: FSDP's all-gathers, tensor parallelism's
+reductions) before the last of them, and a failure during a sharded model's validation.
 """
 
 from __future__ import annotations
