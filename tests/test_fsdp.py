@@ -286,11 +286,28 @@ def _worker(out: Path) -> None:
         single = LRFinder(plain, plain_opt, torch.nn.CrossEntropyLoss()).range_test(whole, num_iter=NUM_ITER, **RANGE)
         return {"tp": history(h), "single": history(single), "restored": restored}
 
+    def mixed_precision() -> dict[str, Any]:
+        """A bf16 MixedPrecisionPolicy (with and without use_amp), and our bf16 autocast alone."""
+        out_: dict[str, Any] = {}
+        bf16 = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        for name, policy, amp_kwargs in (
+            ("policy", bf16, {"use_amp": False}),
+            ("policy_and_use_amp", bf16, {"use_amp": True, "amp_dtype": torch.bfloat16}),
+            ("autocast", None, {"use_amp": True, "amp_dtype": torch.bfloat16}),
+        ):
+            model = sharded_mlp(mp=policy)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            train(model, opt, 1)
+            before = _local_state(model, opt)
+            h = LRFinder(model, opt, torch.nn.CrossEntropyLoss()).range_test(
+                loader(ds, 16), num_iter=12, **amp_kwargs, **RANGE
+            )
+            out_[name] = {**history(h), "restored": _same(before, _local_state(model, opt)),
+                          "dtype": str(next(model.parameters()).dtype)}
+        return out_
+
     def refusals() -> dict[str, Any]:
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16)
-        amp_model = sharded_mlp(mp=policy)
-        amp = LRFinder(amp_model, torch.optim.SGD(amp_model.parameters(), lr=0.01), torch.nn.CrossEntropyLoss())
-        found = {"amp": caught(lambda: amp.range_test(loader(ds, 16), num_iter=5, use_amp=True, **RANGE))}
+        found: dict[str, Any] = {}
         try:
             from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -309,6 +326,7 @@ def _worker(out: Path) -> None:
     scenario("loss_fault", lambda: fault(loss_fail_at=7, accumulation=1, memory_cache=True))
     scenario("micro_fault_disk", lambda: fault(loss_fail_at=7, accumulation=2, memory_cache=False))
     scenario("tensor_parallel", tensor_parallel)
+    scenario("mixed_precision", mixed_precision)
     scenario("refusals", refusals)
     dist.barrier()  # the group still works after the faults: no rank fell out of step
     (out / f"result_rank{rank}.json").write_text(json.dumps(result))
@@ -443,11 +461,18 @@ def test_a_failing_rank_stops_every_rank(runs: dict[str, Any], name: str, steps:
     assert all(math.isfinite(v) for v in r0[name]["then"] + r1[name]["then"])  # and training goes on
 
 
-def test_amp_on_top_of_a_mixed_precision_policy_is_refused(runs: dict[str, Any]) -> None:
-    for res in runs["results"]:
-        amp = res["refusals"]["amp"]
-        assert amp["type"] == "InputError" and "use_amp=False" in amp["message"], amp
-        assert "MixedPrecisionPolicy" in amp["message"] and "bfloat16" in amp["message"], amp
+def test_mixed_precision_policy_or_autocast_runs_and_restores(runs: dict[str, Any]) -> None:
+    r0, r1 = runs["results"]
+    for name in ("policy", "policy_and_use_amp", "autocast"):
+        a, b = r0["mixed_precision"][name], r1["mixed_precision"][name]
+        assert a == b and len(a["lr"]) == 12 and all(math.isfinite(v) for v in a["raw"]), (name, a)
+        assert a["restored"] is True and a["dtype"] == "torch.float32", a  # the shards stay in fp32
+    mp = r0["mixed_precision"]
+    # the policy decides: our autocast stays off (on top, it would compute the loss in fp32, not bf16)
+    assert mp["policy_and_use_amp"]["raw"] == mp["policy"]["raw"]
+    # bf16 compute, two ways: the same curve to bf16 rounding, not bit for bit
+    assert mp["policy"]["raw"][:6] == pytest.approx(mp["autocast"]["raw"][:6], rel=2e-2)
+    assert mp["policy"]["raw"] != mp["autocast"]["raw"]
 
 
 def test_tensor_parallel_curve_is_the_one_process_curve(runs: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ from typing import Any
 import torch
 
 from ._logging import logger
-from .errors import InputError, InputTypeError
+from .errors import InputTypeError
 
 
 def is_active() -> bool:
@@ -118,13 +118,11 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
 
 
-def check_supported(model: torch.nn.Module, use_amp: bool = False) -> None:
+def check_supported(model: torch.nn.Module) -> None:
     """Refuse what the range test cannot snapshot or drive in lock-step, saying what is supported.
 
     Refused: ``FullyShardedDataParallel`` (FSDP1: its flat parameters are swapped between sharded and
-    unsharded views, with no public way to put them back after a step that failed half-way), and
-    ``use_amp`` on a model whose ``MixedPrecisionPolicy`` already sets the compute dtype (two casts would
-    fight over it).
+    unsharded views, with no public way to put them back after a step that failed half-way).
     """
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
@@ -138,17 +136,21 @@ def check_supported(model: torch.nn.Module, use_amp: bool = False) -> None:
                 "torch.distributed.fsdp.fully_shard (FSDP2) instead; supported are DistributedDataParallel, "
                 "fully_shard and DTensor (tensor-parallel) models"
             )
-    fsdp = _fsdp2_modules(model)
-    if use_amp:
-        for name, module in fsdp:
-            policy = getattr(module._get_fsdp_state(), "_mp_policy", None)
-            dtype = getattr(policy, "param_dtype", None)
-            if dtype is not None:
-                raise InputError(
-                    f"use_amp=True, but fully_shard on {name or 'the model'!r} has a MixedPrecisionPolicy with "
-                    f"param_dtype={dtype}, which already runs the forward and backward passes in that dtype: "
-                    "pass use_amp=False (the test then runs in the policy's precision, as training will)"
-                )
+
+
+def policy_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The compute dtype set by a ``fully_shard`` ``MixedPrecisionPolicy`` of ``model`` (its ``param_dtype``).
+
+    Where one is set, it decides the precision of the range test, as it will of training: the finder's own
+    autocast is then off (a second cast on top would change what the test measures), and only a GradScaler
+    passed as ``scaler`` is used (for an fp16 policy).
+    """
+    for _, module in _fsdp2_modules(model):
+        policy = getattr(module._get_fsdp_state(), "_mp_policy", None)  # no public accessor in torch 2.13
+        dtype = getattr(policy, "param_dtype", None)
+        if dtype is not None:
+            return dtype
+    return None
 
 
 def reset_sharded(model: torch.nn.Module) -> None:

@@ -25,7 +25,7 @@ from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag
 from .state import Snapshot, capture
 from .suggestion import Suggestion
-from .training import GroupSchedule, Recorder, Trainer, resolve_amp, sweep
+from .training import Amp, GroupSchedule, Recorder, Trainer, resolve_amp, sweep
 from .validation import (
     check_loader,
     check_not_a_loader,
@@ -190,7 +190,7 @@ class LRFinder:
         check_loader(train_loader, "train_loader", settings.batches_needed)
         if val_loader is not None:
             check_val_loader(val_loader)
-        distributed.check_supported(self.model, settings.use_amp)
+        distributed.check_supported(self.model)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         trainer = self._trainer(settings)
         sync = distributed.step_sync(self.model, self.device)  # None unless trained across processes
@@ -228,6 +228,10 @@ class LRFinder:
 
     def _trainer(self, settings: RangeTestSettings) -> Trainer:
         amp = resolve_amp(self.device, settings.use_amp, settings.amp_dtype, self.scaler)
+        policy = distributed.policy_dtype(self.model)
+        if policy is not None and (amp.dtype is not None or amp.scaler is not self.scaler):
+            logger.info("fully_shard's MixedPrecisionPolicy(param_dtype=%s) sets the precision: autocast off", policy)
+            amp = Amp(self.device.type, None, self.scaler)
         return Trainer(self.model, self.optimizer, self.criterion, self.loss_fn, amp, self.device,
                        settings.accumulation_steps, settings.non_blocking_transfer)
 
