@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .files import BEST_LR_NAME, CSV_NAME, PLOT_NAME, SUMMARY_NAME
 from .suggestion import available_methods
 

@@ -156,7 +156,7 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
     range and diagnostics, and every method's suggestion. Works on a history read back from a CSV (no
     settings, no timing: those entries are ``None``).
     """
-    from . import __version__
+    from ._version import __version__
     from .smoothing import HAVE_SCIPY
     from .suggestion import DEFAULT_METHOD, available_methods
 
