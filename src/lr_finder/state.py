@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ._logging import logger
+from .errors import StorageError
 
 #: Optimizer attributes that LR schedulers use to check the order of ``step()`` calls.
 _OPTIMIZER_COUNTERS = ("_opt_called", "_step_count")
@@ -349,6 +350,36 @@ class _Rng:
             g.set_state(s)
 
 
+@dataclass(frozen=True)
+class _Slots:
+    """What one module holds, by name: its parameters and buffers (the objects, ``None`` too) and its mode.
+
+    ``forward`` may re-assign a buffer (``self.steps = self.steps + 1``) or fill one registered as ``None``;
+    the values of the objects held here are restored with the other tensors, and putting these very
+    objects back in their slots undoes the re-assignment (names added since are dropped).
+    """
+
+    module: torch.nn.Module
+    training: bool
+    parameters: dict[str, torch.nn.Parameter | None]
+    buffers: dict[str, torch.Tensor | None]
+    non_persistent: frozenset[str]
+
+    @classmethod
+    def capture(cls, m: torch.nn.Module) -> _Slots:
+        return cls(m, m.training, dict(m._parameters), dict(m._buffers), frozenset(m._non_persistent_buffers_set))
+
+    def restore(self) -> None:
+        m = self.module
+        m.training = self.training
+        m._parameters.clear()
+        m._parameters.update(self.parameters)
+        m._buffers.clear()
+        m._buffers.update(self.buffers)
+        m._non_persistent_buffers_set.clear()
+        m._non_persistent_buffers_set.update(self.non_persistent)
+
+
 @dataclass
 class Snapshot:
     """The saved state of one model/optimizer/scaler set; see the module docstring."""
@@ -356,7 +387,7 @@ class Snapshot:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: Any
-    modules: list[tuple[torch.nn.Module, bool]]
+    modules: list[_Slots]
     tensors: list[torch.Tensor]  # live tensors, in the order of the saved values
     requires_grad: list[bool]
     groups: list[dict[str, Any]]
@@ -445,8 +476,8 @@ class Snapshot:
                     delattr(self.optimizer, name)
             else:
                 setattr(self.optimizer, name, value)
-        for module, training in self.modules:
-            module.training = training
+        for slots in self.modules:
+            slots.restore()
         if self.scaler is not None and self.scaler_state is not None:
             self.scaler.load_state_dict(copy.deepcopy(self.scaler_state))
         self.rng.restore()
@@ -480,25 +511,37 @@ def _payload_nbytes(payload: dict[str, Any]) -> int:
     return sum(t.nbytes if isinstance(t, _OnDisk) else t.numel() * t.element_size() for t in walk(payload))
 
 
-def check_cache_dir(cache_dir: str | os.PathLike[str], needed: int) -> None:
-    """Raise a clear error now, before any training, when ``cache_dir`` cannot hold the snapshot."""
+def check_cache_dir(cache_dir: str | os.PathLike[str], needed: int | None = None) -> None:
+    """Raise :class:`~lr_finder.errors.StorageError` now, before any training, when ``cache_dir`` is unusable.
+
+    With ``needed`` (bytes of a disk snapshot) the folder is created and must have the space; without it
+    (the memory snapshot, where only the finder's output files go there later) nothing is created: the
+    folder, or the nearest folder above it that exists, must be writable.
+    """
     path = os.fspath(cache_dir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{cache_dir=} is a file, not a folder: pass a folder path")
+    fix = "pass a writable cache_dir" + (", or memory_cache=True" if needed is not None else "")
+    probe_dir = path
+    while needed is None and not os.path.exists(probe_dir) and os.path.dirname(probe_dir) != probe_dir:
+        probe_dir = os.path.dirname(probe_dir) or "."
+    if os.path.exists(probe_dir) and not os.path.isdir(probe_dir):
+        where = "" if probe_dir == path else f" ({probe_dir!r} is a file)"
+        raise StorageError(f"cache_dir {path!r} is a file, not a folder{where}: pass a folder path")
     try:
-        os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".lr_finder_probe_", dir=path)
+        if needed is not None:
+            os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".lr_finder_probe_", dir=probe_dir)
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
-        raise PermissionError(
-            f"{cache_dir=} is not writable ({exc.strerror}): pass a writable cache_dir, or memory_cache=True"
-        ) from exc
+        raise StorageError(f"cache_dir {path!r} is not writable ({exc.strerror}): {fix}") from exc
+    if needed is None:
+        return
     free = shutil.disk_usage(path).free
     if free < needed * 1.05 + (1 << 20):
-        raise OSError(
-            f"not enough free disk space in {cache_dir=}: the snapshot needs about {needed / 2**20:.1f} MiB, "
-            f"{free / 2**20:.1f} MiB are free; free some space, pass another cache_dir, or use memory_cache=True"
+        raise StorageError(
+            f"not enough free disk space in cache_dir {path!r}: the snapshot needs about {needed / 2**20:.1f} "
+            f"MiB, {free / 2**20:.1f} MiB are free; free some space, pass another cache_dir, or use "
+            "memory_cache=True"
         )
 
 
@@ -516,7 +559,7 @@ def capture(
     extra = [criterion] if isinstance(criterion, torch.nn.Module) else []
     tensors = tracked_tensors(model, optimizer, extra)
     position = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
-    modules = [(m, m.training) for root in [model, *extra] for m in root.modules()]
+    modules = [_Slots.capture(m) for root in [model, *extra] for m in root.modules()]
     groups = [copy.deepcopy({k: v for k, v in g.items() if k != "params"}) for g in optimizer.param_groups]
     counters = {name: getattr(optimizer, name, _MISSING) for name in _OPTIMIZER_COUNTERS}
     scaler_state = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
@@ -550,6 +593,8 @@ def capture(
     }
     pin = torch.cuda.is_available()
     if memory_cache:
+        if cache_dir is not None:  # the finder writes its outputs there after the sweep: refuse it now
+            check_cache_dir(cache_dir)
         snap.payload = _to_host(live, pin)
         return snap
     # On disk, in shards (see _ShardStore): one shard at a time is in memory, writing and reading.
