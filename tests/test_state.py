@@ -176,10 +176,10 @@ class _Odd(torch.nn.Module):
 
 @pytest.mark.parametrize("memory_cache", [True, False])
 def test_awkward_tensors_and_tiny_disk_shards_restore_exactly(tmp_path, monkeypatch, memory_cache):
-    import lr_finder.state as st
+    from lr_finder import _diskstore
 
-    monkeypatch.setattr(st, "_SHARD_MIN", 128)  # many shards: tensors split across shard files
-    monkeypatch.setattr(st, "_SHARD_MAX", 128)
+    monkeypatch.setattr(_diskstore, "SHARD_MIN", 128)  # many shards: tensors split across shard files
+    monkeypatch.setattr(_diskstore, "SHARD_MAX", 128)
     m = _Odd()
     opt = torch.optim.Adam([m.t, m.conv, m.empty, m.cplx], lr=0.1)
     before = {k: v.detach().clone() for k, v in m.state_dict().items()}
@@ -332,3 +332,31 @@ def test_unusable_cache_dir_is_refused_before_the_first_step(tmp_path, monkeypat
     assert not calls, "refused before the first step"
     assert_same_state(before, state_of(task.model, task.optimizer))
     os.chmod(where, 0o700)
+
+
+@pytest.mark.parametrize("memory_cache", [True, False])
+def test_optimizer_state_holding_lists_of_tensors_comes_back(tmp_path, memory_cache):
+    task = digits_mlp()
+    opt = torch.optim.LBFGS(task.model.parameters(), lr=0.1, history_size=3)
+    x, y = next(iter(task.loader))
+
+    def closure():
+        opt.zero_grad()
+        loss = task.criterion(task.model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # "old_dirs" and "old_stps" are lists of tensors
+    flat = [torch.cat([t.reshape(-1) for t in v]) if isinstance(v, list) and v else v
+            for v in opt.state[opt.param_groups[0]["params"][0]].values()]
+    assert any(isinstance(v, list) for v in opt.state[opt.param_groups[0]["params"][0]].values())
+    snap = capture(task.model, opt, memory_cache=memory_cache, cache_dir=tmp_path)
+    for _ in range(2):
+        opt.step(closure)
+        snap.restore()
+        now = [torch.cat([t.reshape(-1) for t in v]) if isinstance(v, list) and v else v
+               for v in opt.state[opt.param_groups[0]["params"][0]].values()]
+        assert len(now) == len(flat)
+        for a, b in zip(flat, now, strict=True):
+            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    snap.discard()
