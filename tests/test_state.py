@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
 from lr_finder.errors import StorageError
-from lr_finder.state import capture
+from lr_finder.state import capture, tracked_tensors
 
 from tasks import Task, assert_same_state, digits_mlp, digits_tensors, state_of
 
@@ -128,22 +128,21 @@ def test_lr_scheduler_counters_and_state_unchanged():
     assert hasattr(task.optimizer, "_opt_called") == had
 
 
-def test_disk_snapshot_is_loaded_with_weights_only(tmp_path, monkeypatch):
-    task = digits_mlp()
-    calls = []
-    real_load = torch.load
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("weights_only"))
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
+def test_disk_snapshot_is_raw_bytes_without_pickle(tmp_path, monkeypatch):
+    task = digits_mlp(optimizer="adam")
+    train_steps(task, 1, lr=0.01)
+    unpickled = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: unpickled.append(a))
     snap = capture(task.model, task.optimizer, memory_cache=False, cache_dir=tmp_path)
-    files = list(tmp_path.rglob("*.pt"))
-    assert files and all(f.stat().st_size > 0 for f in files)
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    tensors = tracked_tensors(task.model, task.optimizer)
+    tensors += [t.grad for t in tensors if t.grad is not None]
+    expected = sum(t.numel() * t.element_size() for t in tensors)
+    expected += sum(v.numel() * v.element_size() for s in task.optimizer.state.values() for v in s.values())
+    assert [f.name for f in files] == ["snapshot.bin"] and files[0].stat().st_size == expected
     train_steps(task, 1)
     snap.restore()
-    assert calls and all(c is True for c in calls)
+    assert not unpickled
     snap.discard()
     assert not list(tmp_path.rglob("*")), "the private snapshot folder is removed"
 
@@ -161,7 +160,7 @@ def test_criterion_module_parameters_are_restored():
 
 
 class _Odd(torch.nn.Module):
-    """Tensors of every awkward kind: non-contiguous, channels-last, empty, bf16, complex, int and bool."""
+    """Tensors of every awkward kind: non-contiguous, channels-last, empty, bf16, complex, int, bool, sparse."""
 
     def __init__(self):
         super().__init__()
@@ -172,32 +171,37 @@ class _Odd(torch.nn.Module):
         self.cplx = torch.nn.Parameter(torch.randn(6, dtype=torch.complex64))
         self.register_buffer("count", torch.arange(5, dtype=torch.int64))
         self.register_buffer("mask", torch.tensor([True, False, True]))
+        sparse = torch.sparse_coo_tensor([[0, 2], [1, 0]], [1.5, -2.0], (3, 2), check_invariants=True)
+        self.register_buffer("sparse", sparse)
 
 
 @pytest.mark.parametrize("memory_cache", [True, False])
-def test_awkward_tensors_and_tiny_disk_shards_restore_exactly(tmp_path, monkeypatch, memory_cache):
+def test_awkward_tensors_and_tiny_disk_pieces_restore_exactly(tmp_path, monkeypatch, memory_cache):
     from lr_finder import _diskstore
 
-    monkeypatch.setattr(_diskstore, "SHARD_MIN", 128)  # many shards: tensors split across shard files
-    monkeypatch.setattr(_diskstore, "SHARD_MAX", 128)
+    monkeypatch.setattr(_diskstore, "CHUNK", 24)  # tensors written and read in many pieces
     m = _Odd()
     opt = torch.optim.Adam([m.t, m.conv, m.empty, m.cplx], lr=0.1)
     before = {k: v.detach().clone() for k, v in m.state_dict().items()}
-    strides = {k: v.stride() for k, v in m.state_dict().items()}
+    strides = {k: v.stride() for k, v in m.state_dict().items() if not v.is_sparse}
     snap = capture(m, opt, memory_cache=memory_cache, cache_dir=tmp_path)
     if not memory_cache:
-        assert len(list(tmp_path.rglob("shard_*.pt"))) > 3
+        assert max(len(v.pieces) for v in snap.saved.values) > 3
     for _ in range(2):
         with torch.no_grad():
             for p in m.parameters():
                 p.add_(1)
             m.count.add_(1)
             m.mask.logical_not_()
+            m.sparse.mul_(3)
         snap.restore()
         for k, v in m.state_dict().items():
-            assert torch.equal(v, before[k]) and v.stride() == strides[k], k
+            if v.is_sparse:
+                assert torch.equal(v.to_dense(), before[k].to_dense()), k
+            else:
+                assert torch.equal(v, before[k]) and v.stride() == strides[k], k
     snap.discard()
-    assert not list(tmp_path.rglob("*.pt"))
+    assert not list(tmp_path.rglob("*.*"))
 
 
 class _Tracker(torch.nn.Module):

@@ -12,8 +12,8 @@ Restore puts the very objects back in their modules' slots (undoing ``self.steps
 parameters and the snapshot is never aliased: it can be restored any number of times.
 
 The copy lives in CPU memory, packed in one flat buffer (``_hostmem``; pinned memory for CUDA tensors,
-never a second copy on the accelerator), or with ``memory_cache=False`` in shard files in a private folder
-(``_diskstore``), restored one shard at a time.
+never a second copy on the accelerator), or with ``memory_cache=False`` as raw bytes in a file in a
+private folder (``_diskstore``), read back straight into the live tensors.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ def local_tensor(t: torch.Tensor) -> torch.Tensor:
     """The plain tensor whose storage a snapshot saves from, and restores into, for the live tensor ``t``.
 
     The one place where a live tensor's storage is taken (a sharded tensor would map to its local part here).
+    A sparse tensor is its own: a detached alias of it does not share its indices and values.
     """
-    return t.detach()
+    return t.detach() if t.layout == torch.strided else t
 
 
 def tracked_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: Iterable[Any] = ()) -> (
@@ -110,8 +111,8 @@ def _to_memory(live: _Payload) -> _Payload:
     return saved
 
 
-def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, _diskstore.ShardStore]:
-    total = sum(_hostmem.aligned(t.numel() * t.element_size()) for t in _tensors_in(live, []))
+def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, _diskstore.DiskStore]:
+    total = sum(t.numel() * t.element_size() for t in _tensors_in(live, []))
     store = _diskstore.open_store(cache_dir, total)
     try:
         saved = _map_tensors(live, store.add)  # in the order restore() reads them
@@ -119,7 +120,7 @@ def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[
     except BaseException:
         store.delete()
         raise
-    logger.debug("snapshot written to %s (%d shards)", store.folder, len(store.paths))
+    logger.debug("snapshot of %.1f MB written to %s", total / 1e6, store.path)
     return saved, store
 
 
@@ -202,7 +203,7 @@ class Snapshot:
     scaler: tuple[Any, dict[str, Any]] | None  # the GradScaler and its state
     rng: _Rng
     saved: _Payload | None  # ``None`` once discarded
-    store: _diskstore.ShardStore | None  # the shard files of a disk snapshot
+    store: _diskstore.DiskStore | None  # the files of a disk snapshot
 
     def restore(self) -> None:
         """Put everything back bit for bit. Safe to call any number of times."""
@@ -266,7 +267,7 @@ class Snapshot:
                 delattr(self.optimizer, name)
 
     def discard(self) -> None:
-        """Free the copy: drop it from memory, delete the shard files and the private folder."""
+        """Free the copy: drop it from memory, delete the snapshot's files and its private folder."""
         self.saved = None
         if self.store is not None:
             self.store.delete()
@@ -298,12 +299,13 @@ def capture(
         {pos: {k: local_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in st.items()}
          for pos, st in sorted(live_state.items())},
     )
-    if memory_cache:
-        if cache_dir is not None:
-            _diskstore.check_cache_dir(cache_dir)
-        saved, store = _to_memory(live), None
-    else:
-        saved, store = _to_disk(live, cache_dir)
+    with torch.no_grad():  # copies, not graph nodes (a sparse tensor is not detached)
+        if memory_cache:
+            if cache_dir is not None:
+                _diskstore.check_cache_dir(cache_dir)
+            saved, store = _to_memory(live), None
+        else:
+            saved, store = _to_disk(live, cache_dir)
     return Snapshot(
         optimizer=optimizer,
         tensors=tensors,
