@@ -190,11 +190,31 @@ def test_analyze_of_a_run_csv_gives_the_same_suggestion(run_dir, tmp_path):
     assert printed["methods"] == run_summary["methods"]
     assert printed["stop_reason"] == run_summary["stop_reason"]  # read from the run's summary beside the CSV
     again = tmp_path / "again"
-    assert float((again / files.BEST_LR_NAME).read_text()) == run_summary["suggestion"]["lr"]
-    assert (
-        json.loads((again / "lr_finder_analysis.json").read_text())["suggestion"] == run_summary["suggestion"]
+    assert float((again / files.ANALYSIS_BEST_LR_NAME).read_text()) == run_summary["suggestion"]["lr"]
+    assert json.loads((again / files.ANALYSIS_JSON_NAME).read_text())["suggestion"] == run_summary["suggestion"]
+    assert image_shape(again / files.ANALYSIS_PLOT_NAME) == SLOPE_PX
+    assert sorted(p.name for p in again.iterdir()) == sorted(
+        [files.ANALYSIS_PLOT_NAME, files.ANALYSIS_BEST_LR_NAME, files.ANALYSIS_JSON_NAME]
     )
-    assert image_shape(again / files.PLOT_NAME) == SLOPE_PX
+
+
+def test_analyze_in_the_run_folder_never_rewrites_the_runs_files(run_dir, tmp_path):
+    out, run_proc = run_dir
+    assert run_proc.returncode == 0, run_proc.stderr
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (files.CSV_NAME, files.BEST_LR_NAME, files.PLOT_NAME, files.SUMMARY_NAME):
+        (run / name).write_bytes((out / name).read_bytes())
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    run_summary = json.loads(before[files.SUMMARY_NAME])
+    res = CliRunner().invoke(cli, ["analyze", str(run / files.CSV_NAME), "--method", "minimum"])
+    assert res.exit_code == 0, res.output
+    assert {n: (run / n).read_bytes() for n in before} == before  # best_lr.txt still agrees with the summary
+    assert float((run / files.BEST_LR_NAME).read_text()) == run_summary["suggestion"]["lr"]
+    minimum = run_summary["methods"]["minimum"]["lr"]
+    assert minimum != run_summary["suggestion"]["lr"]  # the analysis differs, so a rewrite would show
+    assert float((run / files.ANALYSIS_BEST_LR_NAME).read_text()) == minimum
+    assert image_shape(run / files.ANALYSIS_PLOT_NAME) == PLOT_PX
 
 
 def test_compare_overlays_curves_with_a_legend(run_dir, second_csv, tmp_path):
@@ -287,16 +307,18 @@ def test_unreadable_csv_exits_2(runner, tmp_path):
         assert "csv" in one_line_error(res.stderr)
 
 
-def test_analyze_without_a_suggestion_exits_1_and_removes_a_stale_best_lr(runner, tmp_path):
+def test_analyze_without_a_suggestion_exits_1_and_removes_its_own_stale_best_lr(runner, tmp_path):
     rows = "".join(f"{i},{10 ** (-6 + i / 10)!r},{1 + i / 10},{1 + i / 10}\n" for i in range(30))
     (tmp_path / files.CSV_NAME).write_text("step,lr,raw_loss,loss\n" + rows)  # a loss that only rises
-    (tmp_path / files.BEST_LR_NAME).write_text("0.1\n")
+    (tmp_path / files.ANALYSIS_BEST_LR_NAME).write_text("0.1\n")  # from an earlier analysis
+    (tmp_path / files.BEST_LR_NAME).write_text("0.2\n")  # the run's own: not analyze's to touch
     res = runner.invoke(cli, ["analyze", str(tmp_path / files.CSV_NAME)])
     assert res.exit_code == 1
     assert "no learning rate could be suggested" in res.stderr
     assert "No learning rate suggested" in res.stdout
-    assert not (tmp_path / files.BEST_LR_NAME).exists()
-    assert (tmp_path / files.PLOT_NAME).exists() and (tmp_path / "lr_finder_analysis.json").exists()
+    assert not (tmp_path / files.ANALYSIS_BEST_LR_NAME).exists()
+    assert (tmp_path / files.BEST_LR_NAME).read_text() == "0.2\n"
+    assert (tmp_path / files.ANALYSIS_PLOT_NAME).exists() and (tmp_path / files.ANALYSIS_JSON_NAME).exists()
 
 
 def test_compare_never_overwrites_a_file_that_is_not_an_image(runner, second_csv, tmp_path):

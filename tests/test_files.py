@@ -74,9 +74,18 @@ def test_missing_file_is_a_csv_format_error(tmp_path):
         read_csv(tmp_path / "nope.csv")
 
 
-def test_nan_losses_are_kept():
-    h = parse_csv("lr,raw_loss,loss\n0.1,nan,1\n0.2,2,inf\n")
-    assert h.lr == (0.1, 0.2) and h.loss[1] == float("inf")
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("lr,raw_loss,loss\n0.1,nan,1\n", r"line 2: column 'raw_loss' holds nan; .* finite losses only"),
+        ("lr,raw_loss,loss\n0.1,1,1\n0.2,2,inf\n", r"line 3: column 'loss' holds inf"),
+        ("lr,loss\n0.2,1\n\n0.1,1\n", r"line 4: lr 0.1 is below the previous row's 0.2"),
+    ],
+)
+def test_what_no_range_test_records_is_refused_naming_the_line(text, match):
+    """The sweep stops before a non-finite loss and the LR only rises: anything else is not a log."""
+    with pytest.raises(CSVFormatError, match=match):
+        parse_csv(text, "log.csv")
 
 
 @settings(max_examples=200, deadline=None)
@@ -89,8 +98,12 @@ def test_reader_never_raises_anything_but_its_own_error(text):
     assert len(h.lr) == len(h.loss) == len(h.raw_loss) > 0
 
 
-@given(st.lists(st.tuples(st.floats(1e-9, 1e3), st.floats(allow_nan=True), st.floats(allow_nan=True)), max_size=50))
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(st.tuples(st.floats(1e-9, 1e3), finite, finite), max_size=50))
 def test_csv_round_trip_is_exact(rows):
+    rows = sorted(rows, key=lambda r: r[0])  # a sweep's LR never falls
     h = History(tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows))
     if not rows:
         with pytest.raises(CSVFormatError):
