@@ -58,9 +58,10 @@ def make_dirs(path: str | os.PathLike[str]) -> list[Path]:
     folder = Path(path)
     chain = [*reversed(folder.parents), folder]
     blocker = next((p for p in chain if p.exists() and not p.is_dir()), None)
+    if blocker == folder:
+        raise StorageError(f"{path}: exists and is not a folder")
     if blocker is not None:
-        where = "" if blocker == folder else f": {blocker} is a file"
-        raise StorageError(f"{path}: exists and is not a folder{where}; give a folder for the outputs")
+        raise StorageError(f"{path}: cannot create the folder, {blocker} is a file")
     created = [p for p in chain if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     target = Path(path)
     if target.is_dir():
         raise StorageError(f"{path}: is a folder; give a file name")
-    make_dirs(target.parent)
+    try:
+        make_dirs(target.parent)
+    except StorageError as exc:
+        raise StorageError(f"cannot write {target}: {exc}") from exc
     fd, tmp = _open_temp(target)
     try:
         with os.fdopen(fd, "wb") as fh:
