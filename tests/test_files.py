@@ -222,12 +222,15 @@ def test_image_target_resolves_folders(tmp_path, monkeypatch, given, expected):
     assert image_target(given, FORMATS) == Path(expected)
 
 
-@pytest.mark.parametrize(("given", "problem"), [("plot", "has no file extension"), ("r.v2", "ends in .v2")])
-def test_image_target_refuses_a_name_that_is_not_an_image(given, problem):
+@pytest.mark.parametrize(
+    ("given", "problem", "example"),
+    [("plot", "has no file extension", "plot.png"), ("r.v2", "ends in .v2", "r.png")],
+)
+def test_image_target_refuses_a_name_that_is_not_an_image(given, problem, example):
     with pytest.raises(InputError, match=problem) as info:
         image_target(given, FORMATS)
     message = str(info.value)
-    assert message.startswith(f"{given}:") and "pdf, png, svg" in message and f"{given}.png" in message
+    assert message.startswith(f"{given}:") and "pdf, png, svg" in message and f"such as {example} " in message
 
 
 def test_plot_refuses_a_save_path_without_an_image_extension_before_drawing(tested, tmp_path, monkeypatch):

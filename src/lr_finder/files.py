@@ -141,8 +141,9 @@ def image_target(
     ext = target.suffix.lower().lstrip(".")
     if ext not in formats:
         problem = "has no file extension" if not ext else f"ends in .{ext}, not an image format"
+        example = target.with_suffix(".png") if ext else f"{text}.png"
         raise InputError(
-            f"{text}: {problem}; name an image file such as {text}.png (accepted: "
+            f"{text}: {problem}; name an image file such as {example} (accepted: "
             f"{', '.join(sorted(formats))}), or a folder ending in '/' to get {default_name} in it"
         )
     return target
