@@ -394,6 +394,10 @@ class LRFinder:
             method: the suggestion method (see :func:`lr_finder.available_methods`).
             show_slope: add a panel below the curve with the slope the suggestion reads (d log loss /
                 d log10 LR of the smoothed curve); on ``ax``'s figure it is inset below ``ax``.
+
+        Raises:
+            InputError: ``save_path`` names no image file (checked before anything is drawn).
+            StorageError: a folder cannot be created or a file written; the message names the user's path.
         """
         self._require_history("plot()")
         target = None if save_path is None else files.image_target(save_path, plotting.image_formats())
