@@ -147,6 +147,19 @@ def test_the_loss_is_the_trainers_compute_loss(tmp_path):
     assert scaled.history.raw_loss[0] == pytest.approx(10 * plain.history.raw_loss[0], rel=1e-5)
 
 
+def test_label_smoothing_goes_through_the_trainers_label_smoother(tmp_path):
+    trainer = make_trainer(tmp_path, label_smoothing_factor=0.1)
+    smoother, calls = trainer.label_smoother, []
+
+    def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(kwargs.get("num_items_in_batch"))
+        return smoother(*args, **kwargs)
+
+    trainer.label_smoother = counted
+    find_lr(trainer, num_iter=6, end_lr=1e-3)
+    assert calls == [None] * 6  # once per step, each micro-batch its own mean
+
+
 def test_a_given_optimizer_is_swept_and_restored_with_its_scheduler_untouched(tmp_path):
     model = tiny_bert()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

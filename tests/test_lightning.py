@@ -24,6 +24,7 @@ from lr_finder.errors import InputError, InputTypeError
 from tasks import assert_same_state, digits_tensors, state_of
 
 pl = pytest.importorskip("lightning.pytorch")
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # inside Lightning, not ours
 
 from lr_finder.integrations.lightning import LRFinderCallback, find_lr  # noqa: E402
 
