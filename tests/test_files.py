@@ -277,3 +277,15 @@ def test_looks_like_image(tmp_path):
     assert not looks_like_image(tmp_path / "notes.png")
     assert looks_like_image(tmp_path / "empty.png")  # nothing to lose
     assert not looks_like_image(tmp_path / "missing.png")
+
+
+def test_what_the_os_refuses_is_a_storage_error_naming_the_users_path_not_the_temp_file(tmp_path):
+    too_long = "a" * 300  # longer than any file name the OS allows: refused even to root
+    with pytest.raises(StorageError, match="cannot create the folder") as info:
+        make_dirs(tmp_path / too_long / "sub")
+    assert str(tmp_path / too_long / "sub") in str(info.value)
+    target = tmp_path / f"{too_long}.csv"
+    with pytest.raises(StorageError) as info:
+        write_csv(History((0.1,), (1.0,), (1.0,)), target)
+    assert str(info.value).startswith(f"cannot write {target}: ") and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == []

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -407,11 +408,11 @@ def _compare_target(out_path: str, inputs: Sequence[str]) -> Path:
         out = files.image_target(out_path, plotting.image_formats(), default_name=COMPARE_NAME)
     except errors.InputError as exc:
         raise BadInput(f"--out {exc}") from exc
-    if out.exists() and not out.is_file():
+    if os.path.exists(out) and not os.path.isfile(out):
         raise BadInput(f"--out {out_path}: exists and is not a file")
     if out.resolve() in {Path(p).resolve() for p in inputs}:
         raise BadInput(f"--out {out_path}: is one of the input CSV files; choose another name")
-    if out.is_file() and not files.looks_like_image(out):
+    if os.path.isfile(out) and not files.looks_like_image(out):
         raise BadInput(f"--out {out_path}: an existing file that is not an image; it is left alone")
     return out
 

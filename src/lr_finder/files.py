@@ -57,12 +57,13 @@ def make_dirs(path: str | os.PathLike[str]) -> list[Path]:
     """
     folder = Path(path)
     chain = [*reversed(folder.parents), folder]
-    blocker = next((p for p in chain if p.exists() and not p.is_dir()), None)
+    # os.path's checks, not Path's: they answer False where Path raises (a name too long, for one)
+    blocker = next((p for p in chain if os.path.exists(p) and not os.path.isdir(p)), None)
     if blocker == folder:
         raise StorageError(f"{path}: exists and is not a folder")
     if blocker is not None:
         raise StorageError(f"{path}: cannot create the folder, {blocker} is a file")
-    created = [p for p in chain if not p.exists()]
+    created = [p for p in chain if not os.path.exists(p)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -103,7 +104,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     cannot be made, ``path`` is a folder, or the OS refuses the write (the old file is then untouched).
     """
     target = Path(path)
-    if target.is_dir():
+    if os.path.isdir(target):
         raise StorageError(f"{path}: is a folder; give a file name")
     try:
         make_dirs(target.parent)
@@ -136,7 +137,7 @@ def image_target(
     """
     text = os.fspath(path)
     target = Path(text)
-    if text.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or target.is_dir():
+    if text.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or os.path.isdir(target):
         target = target / default_name
     ext = target.suffix.lower().lstrip(".")
     if ext not in formats:
