@@ -93,6 +93,12 @@ def _worker(out: Path) -> None:
     from lr_finder import distributed as lf_dist
     from lr_finder.state import capture
 
+    def tensors_in(obj: Any) -> list[torch.Tensor]:
+        if isinstance(obj, torch.Tensor):
+            return [obj]
+        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else []
+        return [t for v in values for t in tensors_in(v)]
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=timedelta(seconds=PG_TIMEOUT_S))
     rank = dist.get_rank()
@@ -207,13 +213,14 @@ def _worker(out: Path) -> None:
                 saved.restore()
             restored_ops += seen.ops
             restored.append(_same(before, _local_state(model, opt)))
-        disk_nbytes = disk.nbytes
+        disk_nbytes = os.path.getsize(disk.store.path)  # the raw bytes of every saved tensor
         disk.discard()
         same_storage = storages == [p.to_local().untyped_storage().data_ptr() for p in model.parameters()]
         with Collectives() as control:  # the counter does see a gather
             next(model.parameters()).full_tensor()
         return {
-            "nbytes": snap.nbytes, "disk_nbytes": disk_nbytes, "local_bytes": local, "full_param_bytes": full,
+            "nbytes": sum(t.numel() * t.element_size() for t in tensors_in(snap.saved)),
+            "disk_nbytes": disk_nbytes, "local_bytes": local, "full_param_bytes": full,
             "ops": captured_ops + restored_ops, "same_storage": same_storage, "control_ops": len(control.ops),
             "restored": restored == [True, True],
         }
@@ -237,12 +244,13 @@ def _worker(out: Path) -> None:
         train(twin, twin_opt, 2)
         before = _local_state(model, opt)
         cache = out / "cache"
-        seen_files: list[str] = []
+        own: list[str] = []
         base = ce_loss()
 
         def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
-            if not seen_files:  # during the sweep: what this rank's snapshot put in cache_dir
-                seen_files.extend(str(p.relative_to(cache)) for p in sorted(cache.rglob("*")) if p.is_file())
+            if not own:  # during the sweep: where this rank's snapshot is, and what its folder holds
+                folder = Path(finder._snapshot.store.path).parent
+                own.extend([str(folder.relative_to(cache)), *(p.name for p in folder.iterdir())])
             return base(m, batch)
 
         finder = LRFinder(model, opt, None, loss_fn=loss_fn, memory_cache=False, cache_dir=cache)
@@ -251,7 +259,7 @@ def _worker(out: Path) -> None:
         after = train(model, opt, 3)
         plain = train(twin, twin_opt, 3)
         return {
-            **history(h), "restored": restored, "files": seen_files, "left": sorted(map(str, cache.rglob("*"))),
+            **history(h), "restored": restored, "own": own, "left": sorted(map(str, cache.rglob("*"))),
             "after": after, "plain": plain, "same_after": _same(_local_state(twin, twin_opt), _local_state(model, opt)),
         }
 
@@ -439,11 +447,11 @@ def test_disk_snapshot_per_rank_and_training_continues_exactly(runs: dict[str, A
     r0, r1 = runs["results"]
     for res in (r0, r1):
         d = res["disk"]
-        own = {f.split("/")[0] for f in d["files"] if f.startswith(f"lr_finder_snapshot_rank{res['rank']}_")}
-        assert len(own) == 1, d["files"]  # this rank's own folder of shards (the other's may be there too)
+        assert len(d["own"]) > 1 and "/" not in d["own"][0], d["own"]  # a folder of its own in cache_dir
         assert d["left"] == [], d["left"]  # every rank deleted its own
         assert d["after"] == d["plain"] and d["same_after"] is True
     assert r0["disk"]["lr"] == r1["disk"]["lr"] and r0["disk"]["loss"] == r1["disk"]["loss"]
+    assert r0["disk"]["own"][0] != r1["disk"]["own"][0]
 
 
 @pytest.mark.parametrize(

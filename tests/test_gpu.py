@@ -151,11 +151,11 @@ def test_snapshot_of_cuda_tensors_is_in_pinned_cpu_memory():
     train(model, opt, crit, loader, 2)
     snap = capture(model, opt)
     try:
-        for live, saved in zip(snap.tensors, snap.payload["values"], strict=True):
+        for live, saved in zip(snap.tensors, snap.saved.values, strict=True):
             assert saved.device.type == "cpu"
             if live.is_cuda:
                 assert saved.is_pinned()
-        for st in snap.payload["opt_state"].values():
+        for st in snap.saved.opt_state.values():
             for value in st.values():
                 if isinstance(value, torch.Tensor):
                     assert value.device.type == "cpu"

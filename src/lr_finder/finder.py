@@ -388,7 +388,9 @@ class LRFinder:
         """Draw the curve, save the files, and return the suggested LR (``None`` when there is none).
 
         Args:
-            save_path: where to save the image (folders are created); not saved when ``None``.
+            save_path: the image file to write (folders are created; ``.png``, ``.svg``, ``.pdf``, ...),
+                or a folder (existing, or ending in ``/``) to write ``lr_finder_plot.png`` in; not saved
+                when ``None``. A name without an image extension raises ``InputError`` before drawing.
             suggest: mark the suggestion and the zones on the plot.
             save_csv: write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into
                 ``cache_dir`` when given, else beside the plot, else the working directory.
@@ -398,15 +400,20 @@ class LRFinder:
             method: the suggestion method (see :func:`lr_finder.available_methods`).
             show_slope: add a panel below the curve with the slope the suggestion reads (d log loss /
                 d log10 LR of the smoothed curve); on ``ax``'s figure it is inset below ``ax``.
+
+        Raises:
+            InputError: ``save_path`` names no image file (checked before anything is drawn).
+            StorageError: a folder cannot be created or a file written; the message names the user's path.
         """
         self._require_history("plot()")
+        target = None if save_path is None else files.image_target(save_path, plotting.image_formats())
         result = self.suggestion(method)
         self._log_suggestion(result)
         main = distributed.is_main()
         if main:
-            self._draw(result if suggest else None, save_path, annotate, ax, show_slope)
+            self._draw(result if suggest else None, target, annotate, ax, show_slope)
             if save_csv:
-                self.save(self._output_dir(save_path), result)
+                self.save(self._output_dir(target), result)
         if auto_reset:
             self.reset()
         return result.lr
@@ -417,8 +424,8 @@ class LRFinder:
         if ax is not None or save_path is not None:
             ax = plotting.draw(self.history, result, ax, annotate=annotate, show_slope=show_slope)
             if save_path is not None:
-                plotting.save_figure(ax, save_path)
-                logger.info("LR Finder plot saved to %s", save_path)
+                written = plotting.save_figure(ax, save_path)
+                logger.info("LR Finder plot saved to %s", written)
             return
         import matplotlib
         import matplotlib.pyplot as plt
@@ -431,11 +438,12 @@ class LRFinder:
         else:  # pragma: no cover - needs a display
             plt.show()
 
-    def _output_dir(self, save_path: Any) -> Path:
+    def _output_dir(self, image: Path | None) -> Path:
+        """Where :meth:`plot` writes the CSV, ``best_lr.txt`` and the summary (``image`` is resolved)."""
         if self.cache_dir is not None:
             return self.cache_dir
-        if save_path is not None:
-            return Path(save_path).parent
+        if image is not None:
+            return image.parent
         return Path.cwd()
 
     def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .history import History
 from .smoothing import smooth
 from .suggestion import Curve, Suggestion, prepare
@@ -375,7 +377,7 @@ def draw_compare(
     Returns the loss axes."""
     _require_matplotlib()
     if not (len(histories) == len(suggestions) == len(labels)):
-        raise ValueError(
+        raise InputError(
             f"histories, suggestions and labels differ in length: {len(histories)}, {len(suggestions)}, "
             f"{len(labels)}"
         )
@@ -460,12 +462,17 @@ def draw_compare(
     return ax
 
 
-def save_figure(ax: Any, path: str | os.PathLike[str], dpi: int = DPI) -> None:
-    """Save the figure holding ``ax`` to ``path`` atomically (folders created)."""
-    from .files import atomic_write
+def save_figure(ax: Any, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
+    """Save the figure holding ``ax`` atomically (folders created) and return the file written.
 
-    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    atomic_write(path, lambda fh: ax.figure.savefig(fh, format=fmt, dpi=dpi))
+    ``path`` is read by :func:`lr_finder.files.image_target`: a folder gets ``lr_finder_plot.png`` in it,
+    and a name without an image extension is refused (an ``InputError`` naming it).
+    """
+    from .files import atomic_write, image_target
+
+    target = image_target(path, image_formats())
+    fmt = target.suffix.lower().lstrip(".")
+    return atomic_write(target, lambda fh: ax.figure.savefig(fh, format=fmt, dpi=dpi))
 
 
 def image_formats() -> dict[str, str]:
