@@ -62,6 +62,7 @@ def _local_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> di
     for name, p in model.named_parameters():
         out[f"param.{name}"] = local(p)
         out[f"grad.{name}"] = None if p.grad is None else local(p.grad)
+        out[f"grad_type.{name}"] = type(p.grad).__name__
         out[f"type.{name}"] = type(p).__name__
     for name, b in model.named_buffers():
         out[f"buffer.{name}"] = local(b)
@@ -215,6 +216,11 @@ def _worker(out: Path) -> None:
             restored.append(_same(before, _local_state(model, opt)))
         disk_nbytes = os.path.getsize(disk.store.path)  # the raw bytes of every saved tensor
         disk.discard()
+        opt.state.clear()  # gradients and optimizer state gone: restored as new DTensors of the same layout
+        opt.zero_grad(set_to_none=True)
+        snap.restore()
+        restored.append(_same(before, _local_state(model, opt)))
+        train(model, opt, 1)  # and FSDP and Adam take them as their own
         same_storage = storages == [p.to_local().untyped_storage().data_ptr() for p in model.parameters()]
         with Collectives() as control:  # the counter does see a gather
             next(model.parameters()).full_tensor()
@@ -222,7 +228,7 @@ def _worker(out: Path) -> None:
             "nbytes": sum(t.numel() * t.element_size() for t in tensors_in(snap.saved)),
             "disk_nbytes": disk_nbytes, "local_bytes": local, "full_param_bytes": full,
             "ops": captured_ops + restored_ops, "same_storage": same_storage, "control_ops": len(control.ops),
-            "restored": restored == [True, True],
+            "restored": restored == [True, True, True],
         }
 
     def collectives_per_step() -> dict[str, Any]:
