@@ -182,7 +182,9 @@ def _worker(out: Path) -> None:
         h = finder.range_test(loader(ds, 16), num_iter=NUM_ITER, **RANGE)
         lr = finder.suggestion().lr
         finder.save(out / f"rank{rank}")
-        fsdp = {**history(h), "suggestion": lr, "restored": _same(before, _local_state(model, opt))}
+        checked = finder.verify(loader(ds, 16), factors=(0.5, 1.0), steps=5)  # short runs, in lock-step too
+        fsdp = {**history(h), "suggestion": lr, "restored": _same(before, _local_state(model, opt)),
+                "verified": [checked.lr, [t.score for t in checked.trials]]}
         ddp = DDP(mlp())
         ddp_opt = torch.optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
         train(ddp, ddp_opt, 2)
@@ -399,8 +401,9 @@ def test_ranks_record_the_same_curve_and_suggestion(runs: dict[str, Any]) -> Non
     r0, r1 = runs["results"]
     a, b = r0["curve"]["fsdp"], r1["curve"]["fsdp"]
     assert len(a["lr"]) >= 15, a
-    assert a == b  # exact: every rank holds the same all-reduced sums
+    assert a == b  # exact: every rank holds the same all-reduced sums, verify()'s runs too
     assert a["suggestion"] is not None and r0["curve"]["world_size"] == WORLD
+    assert len(a["verified"][1]) == 2 and all(math.isfinite(v) for v in a["verified"][1]), a["verified"]
 
 
 def test_the_sharded_curve_is_the_ddp_curve(runs: dict[str, Any]) -> None:
