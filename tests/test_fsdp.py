@@ -242,7 +242,12 @@ def _worker(out: Path) -> None:
         counts: dict[str, int] = {}
         for op in seen.ops:
             counts[op] = counts.get(op, 0) + 1
-        return {"steps": len(h.lr), "counts": counts}
+        cpu = torch.device("cpu")
+        per_micro_batch = {  # where the failure check runs before every micro-batch's backward pass
+            "fsdp": lf_dist.step_sync(model, cpu).every_micro_batch,
+            "ddp": lf_dist.step_sync(DDP(mlp()), cpu).every_micro_batch,  # no_sync: no collective to guard
+        }
+        return {"steps": len(h.lr), "counts": counts, "per_micro_batch": per_micro_batch}
 
     def disk_validation_then_training() -> dict[str, Any]:
         """Adam on disk, validation and accumulation; then training goes on exactly as without the test."""
@@ -447,6 +452,7 @@ def test_one_scalar_all_reduce_per_step_besides_fsdps_own(runs: dict[str, Any]) 
         assert c["steps"] == 5
         # one all-reduce before the first step (its batches checked on every rank), then one per step
         assert c["counts"].get("c10d.allreduce_.default") == c["steps"] + 1, c
+        assert c["per_micro_batch"] == {"fsdp": True, "ddp": False}, c
         assert set(c["counts"]) == {
             "c10d.allreduce_.default", "c10d._allgather_base_.default", "c10d._reduce_scatter_base_.default"
         }, c

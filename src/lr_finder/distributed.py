@@ -181,9 +181,8 @@ def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
     """The lock-step driver for a DDP or ``fully_shard`` model across several processes, else ``None``."""
     if not is_active():
         return None
-    owner: torch.nn.Module | None = find_ddp(model)
-    if owner is None and is_sharded(model):
-        owner = model
+    ddp = find_ddp(model)
+    owner = ddp if ddp is not None else model if is_sharded(model) else None
     if owner is None:
         logger.info(
             "torch.distributed is initialised but the model is neither wrapped in DistributedDataParallel nor "
@@ -195,7 +194,7 @@ def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
     # The all-reduce buffer lives where the model's own collectives do (NCCL needs this rank's GPU, and a
     # bare device="cuda" would mean GPU 0 on every rank); a sharded parameter's device is its shard's.
     param = next(owner.parameters(), None)
-    return StepSync(device if param is None else param.device, every_micro_batch=owner is model)
+    return StepSync(device if param is None else param.device, every_micro_batch=ddp is None)
 
 
 class StepSync:
@@ -289,7 +288,7 @@ class StepSync:
             raise self._others_failed(failed, "the first batches of its loader")
         return self
 
-    def step(self, run: Callable[[Callable[[torch.Tensor], None]], Any]) -> torch.Tensor:
+    def step(self, run: Callable[[Callable[[torch.Tensor, bool], None]], Any]) -> torch.Tensor:
         """Run one training step as ``run(before_backward)``; returns the loss averaged over ranks.
 
         ``run`` must call ``before_backward(mean_loss_of_the_step, last)`` after each micro-batch's forward
