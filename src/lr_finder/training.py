@@ -24,6 +24,10 @@ from .settings import RangeTestSettings
 #: ``schedule(step) -> (recorded_lr, one LR per param group)``.
 GroupSchedule = Callable[[int], tuple[float, Sequence[float]]]
 
+#: ``stop(raw_losses) -> reason or None``: called after each recorded (finite) loss with every raw loss
+#: recorded so far (read-only); a reason ends the sweep after that step, which stays recorded.
+StopRule = Callable[[Sequence[float]], str | None]
+
 
 class BatchSource(Protocol):
     def next(self) -> Any: ...
@@ -156,6 +160,9 @@ class Recorder:
     state: monitor.MonitorState = field(default_factory=monitor.init)
     #: the first loss that was not finite, with its LR (it stops the sweep and is not recorded)
     non_finite: tuple[float, float] | None = None
+    #: replaces the divergence and spike rules of :func:`lr_finder.monitor.update` when given (another
+    #: library's stop rule, say); a non-finite loss still stops the sweep at once
+    stop: StopRule | None = None
 
     def add(self, lr: float, raw: float, settings: RangeTestSettings) -> bool:
         """Record one step's loss; returns True when the sweep must stop."""
@@ -166,13 +173,15 @@ class Recorder:
             diverge_th=settings.diverge_th,
             adaptive_stop=settings.adaptive_stop,
         )
+        self.stop_reason = self.state.stop_reason
         if self.state.count > len(self.raw_loss):  # a finite loss was recorded
             self.lr.append(lr)
             self.raw_loss.append(raw)
             self.loss.append(self.state.smoothed)
+            if self.stop is not None:
+                self.stop_reason = self.stop(self.raw_loss)
         elif self.non_finite is None:
             self.non_finite = (lr, raw)
-        self.stop_reason = self.state.stop_reason
         return self.stop_reason is not None
 
 
