@@ -146,7 +146,7 @@ class Trainer:
                 m.training = training
         if count == 0:
             raise InputError("val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None")
-        return (total / count).float()
+        return total / count  # float64, as accumulated: rounding it to float32 would change the recorded loss
 
 
 @dataclass

@@ -138,8 +138,7 @@ class LRFinder:
             accumulation_steps: micro-batches per optimizer step; the recorded loss is their mean.
             non_blocking_transfer: copy batches to the device with ``non_blocking=True``.
         """
-        train = inputs.train_source(train_loader)
-        val = None if val_loader is None else inputs.val_source(val_loader)
+        sources = inputs.Sources(train_loader, val_loader)
         mode = step_mode.lower() if isinstance(step_mode, str) else step_mode
         starts = inputs.base_lrs(self.optimizer, start_lr, end_lr, mode)
         use_amp, amp_dtype = self._amp
@@ -156,7 +155,7 @@ class LRFinder:
             with inputs.placed(self.model, self._target, move), inputs.loaders_restored(train_loader, val_loader):
                 finder = core.LRFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
                                        self.cache_dir, self.grad_scaler, loss_fn=self._loss)
-                finder.run(train, settings, val_loader=val, stop=rule,
+                finder.run(sources.train, settings, val_loader=sources.val, stop=rule,
                            schedule=group_sweep(starts, settings.end_lr, settings.num_iter, settings.step_mode))
         finally:  # what was recorded is kept on every exit path, as the core keeps it
             if finder is not None:

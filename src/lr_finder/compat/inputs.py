@@ -94,32 +94,53 @@ class _Passes:
         return int(self._size)
 
 
-def train_source(loader: Any) -> Any:
-    """What the core draws ``(inputs, labels)`` from: the user's ``TrainDataLoaderIter`` as it is, or a
-    DataLoader through a :class:`TrainDataLoaderIter` made when the sweep starts (after the snapshot, so the
-    RNG draws of ``iter(loader)`` are restored with the rest)."""
-    if _is_iter(loader, TrainDataLoaderIter, "TrainDataLoaderIter"):
-        return loader
-    if isinstance(loader, DataLoader):
-        return _Passes(lambda: TrainDataLoaderIter(loader), len(loader) if hasattr(loader, "__len__") else None)
-    raise InputError(
-        f"`train_loader` has unsupported type: {type(loader).__name__}. Pass a torch.utils.data.DataLoader "
-        "or a subclass of lr_finder.compat.TrainDataLoaderIter (override inputs_labels_from_batch for other "
-        "batches); lr_finder.LRFinder takes any iterable of batches"
-    )
+class Sources:
+    """The core's train and val loaders, made from torch-lr-finder's kinds: a ``DataLoader`` or a subclass of
+    :class:`TrainDataLoaderIter` / :class:`ValDataLoaderIter` (the overridden ``inputs_labels_from_batch``
+    gives ``(inputs, labels)``); anything else is refused, as torch-lr-finder refuses it.
 
+    The iterators over DataLoaders are made when the sweep starts, train then val, as torch-lr-finder makes
+    them: ``iter(loader)`` draws from the global RNG, so the same draws in the same order give the same
+    dropout masks and the same losses; made after the snapshot, those draws are also undone with the rest.
+    """
 
-def val_source(loader: Any) -> Any:
-    """A re-iterable of ``(inputs, labels)`` read in full after each step, as torch-lr-finder reads it."""
-    if _is_iter(loader, ValDataLoaderIter, "ValDataLoaderIter"):
-        return _Passes(lambda: iter(loader))
-    if isinstance(loader, DataLoader):
-        return _Passes(lambda: ValDataLoaderIter(loader))
-    raise InputError(
-        f"`val_loader` has unsupported type: {type(loader).__name__}. Pass a torch.utils.data.DataLoader "
-        "or a subclass of lr_finder.compat.ValDataLoaderIter (override inputs_labels_from_batch for other "
-        "batches), or None"
-    )
+    def __init__(self, train_loader: Any, val_loader: Any) -> None:
+        self._train_loader, self._val_loader = train_loader, val_loader
+        train_ok = _is_iter(train_loader, TrainDataLoaderIter, "TrainDataLoaderIter")
+        if not (train_ok or isinstance(train_loader, DataLoader)):
+            raise InputError(
+                f"`train_loader` has unsupported type: {type(train_loader).__name__}. Pass a "
+                "torch.utils.data.DataLoader or a subclass of lr_finder.compat.TrainDataLoaderIter (override "
+                "inputs_labels_from_batch for other batches); lr_finder.LRFinder takes any iterable of batches"
+            )
+        if val_loader is not None and not (
+            _is_iter(val_loader, ValDataLoaderIter, "ValDataLoaderIter") or isinstance(val_loader, DataLoader)
+        ):
+            raise InputError(
+                f"`val_loader` has unsupported type: {type(val_loader).__name__}. Pass a torch.utils.data."
+                "DataLoader or a subclass of lr_finder.compat.ValDataLoaderIter (override "
+                "inputs_labels_from_batch for other batches), or None"
+            )
+        self._val_iter: Any = None
+        sized = isinstance(train_loader, DataLoader) and hasattr(train_loader.sampler, "__len__")
+        size = len(train_loader) if sized else None
+        self.train = _Passes(self._start_train, size)
+        self.val = None if val_loader is None else _Passes(self._start_val)
+
+    def _start_train(self) -> Iterator[Any]:
+        loader = self._train_loader
+        it = TrainDataLoaderIter(loader) if isinstance(loader, DataLoader) else loader
+        self._prepare_val()
+        return iter(it)
+
+    def _prepare_val(self) -> None:
+        if self._val_loader is not None and self._val_iter is None:
+            loader = self._val_loader
+            self._val_iter = ValDataLoaderIter(loader) if isinstance(loader, DataLoader) else loader
+
+    def _start_val(self) -> Iterator[Any]:
+        self._prepare_val()
+        return iter(self._val_iter)
 
 
 @contextlib.contextmanager
