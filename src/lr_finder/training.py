@@ -110,17 +110,18 @@ class Trainer:
             last = j == n - 1
             with no_sync() if (no_sync is not None and not last) else contextlib.nullcontext():
                 loss = self._loss(self.model, batch)
-                total = total + loss.detach().float()
-                if last and before_backward is not None:
-                    before_backward(total / n)
                 scaled = loss / n if n > 1 else loss
+                # the mean as the sum of the shares whose gradients are taken: torch-lr-finder's value to the bit
+                total = total + scaled.detach().float()
+                if last and before_backward is not None:
+                    before_backward(total)
                 (self.amp.scaler.scale(scaled) if self.amp.scaler is not None else scaled).backward()
         if self.amp.scaler is not None:
             self.amp.scaler.step(self.optimizer)
             self.amp.scaler.update()
         else:
             self.optimizer.step()
-        return total / n
+        return total
 
     def evaluate(self, loader: Iterable[Any], model: torch.nn.Module | None = None) -> torch.Tensor:
         """Exact mean loss over a whole loader (weighted by batch size), in eval mode under ``no_grad``.

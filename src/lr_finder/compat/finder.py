@@ -91,6 +91,8 @@ class LRFinder:
             target = self.model_device if device is None else torch.device(device)
         except (RuntimeError, TypeError) as exc:
             raise InputError(f"{device=} is not a device: pass 'cpu', 'cuda', 'cuda:1', ... or None") from exc
+        if target.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"{device=} but CUDA is not available here: pass device=None to train where the model is")
         self.device = device if device is not None else self.model_device
         self._target = target
         self.memory_cache = check_flag("memory_cache", memory_cache)
