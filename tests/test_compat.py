@@ -249,6 +249,8 @@ def test_apex_is_refused_in_one_line_that_names_the_replacement():
     assert "\n" not in str(err.value) and "amp_backend='torch'" in str(err.value)
     with pytest.raises(InputError, match="'fp16'"):
         LRFinder(task.model, task.optimizer, task.criterion, amp_backend="fp16")
+    with pytest.warns(UserWarning, match="ignored without amp_backend='torch'"):
+        LRFinder(task.model, task.optimizer, task.criterion, grad_scaler=torch.amp.GradScaler("cpu"))
 
 
 def test_amp_config_for_another_device_or_dtype_is_refused_before_training():

@@ -232,7 +232,9 @@ class LRFinder:
                 raise InputError(f"{name}={value!r} cannot be negative: pass a count of points, 0 or more")
         if show_lr is not None and (isinstance(show_lr, bool) or not isinstance(show_lr, numbers.Real)):
             raise InputTypeError(f"show_lr={show_lr!r} must be a learning rate (a float) or None")
-        if not (isinstance(suggest_lr, (bool, np.bool_)) or suggest_lr in available_methods()):
+        if isinstance(suggest_lr, (bool, np.bool_)):
+            suggest_lr = bool(suggest_lr)
+        elif suggest_lr not in available_methods():
             raise InputError(f"suggest_lr={suggest_lr!r} must be True, False or one of {available_methods()}")
         lrs, losses = list(self.history["lr"]), list(self.history["loss"])
         if len(lrs) != len(losses):
