@@ -25,7 +25,7 @@ from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag
 from .state import Snapshot, capture
 from .suggestion import Suggestion
-from .training import Amp, GroupSchedule, Recorder, Trainer, resolve_amp, sweep
+from .training import Amp, GroupSchedule, Recorder, StopRule, Trainer, resolve_amp, sweep
 from .validation import (
     check_loader,
     check_not_a_loader,
@@ -181,11 +181,14 @@ class LRFinder:
         *,
         val_loader: Iterable[Any] | None = None,
         schedule: GroupSchedule | None = None,
+        stop: StopRule | None = None,
     ) -> History:
         """:meth:`range_test` from a :class:`~lr_finder.settings.RangeTestSettings`.
 
         ``schedule(step) -> (recorded_lr, one LR per param group)`` replaces the default sweep, in which
         every group follows ``settings.lr(step)`` at its ratio to the first group with a positive LR.
+        ``stop(raw_losses) -> reason or None`` replaces the divergence and spike stop rules (see
+        :class:`lr_finder.training.Recorder`); a non-finite loss still stops the sweep at once.
         """
         check_loader(train_loader, "train_loader", settings.batches_needed)
         if val_loader is not None:
@@ -204,7 +207,7 @@ class LRFinder:
         if sync is not None:
             recorded["world_size"] = sync.world
         self._settings = settings
-        record = Recorder()
+        record = Recorder(stop=stop)
         start = time.perf_counter()
         try:
             self._sweep(record, trainer, (train_loader, val_loader), settings,
