@@ -10,6 +10,7 @@ step then faults in again (thousands of page faults per step were seen with per-
 from __future__ import annotations
 
 import mmap
+from typing import Any
 
 import torch
 
@@ -73,6 +74,17 @@ def packable(t: torch.Tensor) -> bool:
     )
 
 
+def device_packable(t: torch.Tensor) -> bool:
+    """A plain dense accelerator tensor whose values can be copied into a view of a flat pinned buffer."""
+    return (
+        t.device.type == "cuda"
+        and t.layout == torch.strided
+        and type(t) is torch.Tensor
+        and not t.is_quantized
+        and t.dtype not in (torch.bool, torch.complex32)
+    )
+
+
 def pack(tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
     """Copies of the :func:`packable` ``tensors`` in one :func:`host_buffer`, by ``id`` of the original.
 
@@ -95,3 +107,73 @@ def pack(tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
         copies[id(t)] = view
         offset += aligned(nbytes)
     return copies
+
+
+class PinnedPool:
+    """One page-locked host buffer, kept between the snapshots of one finder (``verify`` takes several).
+
+    Allocating pinned memory is far slower than copying into it (the pages are locked one by one), so the
+    buffer is reused while it is large enough and freed by :meth:`release` (``LRFinder.close``).
+    """
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+
+    def take(self, nbytes: int) -> torch.Tensor:
+        if self._buffer is None or self._buffer.numel() < nbytes:
+            self._buffer = None  # the old one goes first: never two at once
+            self._buffer = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        return self._buffer[:nbytes]
+
+    def release(self) -> None:
+        self._buffer = None
+
+
+class DeviceCopy:
+    """Device-to-host copies of accelerator tensors, running on a side stream while training starts.
+
+    The copies of ``early`` tensors (buffers, gradients: what a forward or backward pass may change in
+    place) are recorded by one event, the rest (weights, optimizer state: changed only by the optimizer's
+    step) by a second. :meth:`before_forward` and :meth:`before_step` make the compute stream wait for them
+    on the device, without blocking the host, so the bulk of the copy overlaps the first forward and
+    backward passes. The source tensors are marked as used by the side stream, so memory freed meanwhile
+    (``zero_grad(set_to_none=True)``) is not handed out again before the copy has read it. Tensors that
+    are not :func:`device_packable` are left out of :attr:`copies` (the caller copies them itself).
+    """
+
+    def __init__(self, early: list[torch.Tensor], rest: list[torch.Tensor], pool: PinnedPool) -> None:
+        first = {id(t) for t in early}
+        unique = [t for t in {id(t): t for t in [*early, *rest]}.values() if device_packable(t)]
+        buffer = pool.take(sum(aligned(t.numel() * t.element_size()) for t in unique))
+        self.copies: dict[int, torch.Tensor] = {}  # by ``id`` of the live tensor
+        self._streams = {t.device: torch.cuda.Stream(t.device) for t in unique}
+        for device, side in self._streams.items():
+            side.wait_stream(torch.cuda.current_stream(device))  # the values as they are now
+        offset = 0
+        self._events: list[dict[torch.device, Any]] = []
+        for group in ([t for t in unique if id(t) in first], [t for t in unique if id(t) not in first]):
+            for t in group:
+                nbytes = t.numel() * t.element_size()
+                try:
+                    view = buffer[offset : offset + nbytes].view(t.dtype).view(t.shape)
+                except RuntimeError:  # a dtype that cannot be viewed from bytes
+                    continue
+                side = self._streams[t.device]
+                with torch.cuda.stream(side):
+                    view.copy_(t, non_blocking=True)
+                t.record_stream(side)
+                self.copies[id(t)] = view
+                offset += aligned(nbytes)
+            self._events.append({device: side.record_event() for device, side in self._streams.items()})
+
+    def _wait(self, stages: int) -> None:
+        for events in self._events[:stages]:
+            for device, event in events.items():
+                torch.cuda.current_stream(device).wait_event(event)
+            events.clear()
+
+    def before_forward(self) -> None:
+        self._wait(1)
+
+    def before_step(self) -> None:
+        self._wait(2)

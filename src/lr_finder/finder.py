@@ -23,7 +23,7 @@ from .history import History
 from .loaders import BatchStream, LoaderBookkeeping
 from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag
-from .state import Snapshot, capture
+from .state import PinnedPool, Snapshot, capture
 from .suggestion import Suggestion
 from .training import Amp, GroupSchedule, Recorder, StopRule, Trainer, resolve_amp, sweep
 from .validation import (
@@ -102,6 +102,7 @@ class LRFinder:
         self.loss_fn = loss_fn
         self.history = History()
         self._snapshot: Snapshot | None = None
+        self._pinned = PinnedPool()  # page-locked host memory for CUDA snapshots, kept across this finder's tests
         self._settings: RangeTestSettings | None = None
 
     # -- the test ---------------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class LRFinder:
             generators=_loader_generators(train_loader) + _loader_generators(val_loader),
             memory_cache=self.memory_cache,
             cache_dir=self.cache_dir,
+            pinned=self._pinned,
         )
         self._snapshot = snapshot
         bar = tqdm(total=settings.num_iter, desc="Finding LR",
@@ -488,13 +490,16 @@ class LRFinder:
             logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
     def close(self) -> None:
-        """Restore if a test is in flight and free its snapshot (memory and disk)."""
-        if self._snapshot is not None:
-            try:
-                self._snapshot.restore()
-            finally:
-                self._snapshot.discard()
-                self._snapshot = None
+        """Restore if a test is in flight and free its snapshot (memory and disk) and its pinned host memory."""
+        try:
+            if self._snapshot is not None:
+                try:
+                    self._snapshot.restore()
+                finally:
+                    self._snapshot.discard()
+                    self._snapshot = None
+        finally:
+            self._pinned.release()
 
     def __enter__(self) -> LRFinder:
         return self

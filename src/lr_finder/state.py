@@ -11,9 +11,10 @@ Restore puts the very objects back in their modules' slots (undoing ``self.steps
 ``forward``) and copies the saved values *into* them, so the optimizer's state stays keyed by the same
 parameters and the snapshot is never aliased: it can be restored any number of times.
 
-The copy lives in CPU memory, packed in one flat buffer (``_hostmem``; pinned memory for CUDA tensors,
-never a second copy on the accelerator), or with ``memory_cache=False`` as raw bytes in a file in a
-private folder (``_diskstore``), read back straight into the live tensors.
+The copy lives in CPU memory, packed in one flat buffer (``_hostmem``; for CUDA tensors a pinned buffer
+the finder reuses, filled on a side stream while the first steps run, never a second copy on the
+accelerator), or with ``memory_cache=False`` as raw bytes in a file in a private folder (``_diskstore``),
+read back straight into the live tensors.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ._logging import logger
 _OPTIMIZER_COUNTERS = ("_opt_called", "_step_count")
 _MISSING = object()
 Saved = torch.Tensor | _diskstore.OnDisk
+PinnedPool = _hostmem.PinnedPool  # what a caller keeps between snapshots
 _SAVED = (torch.Tensor, _diskstore.OnDisk)
 
 
@@ -112,9 +114,44 @@ def _tensors_in(obj: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
     return found
 
 
-def _to_memory(live: _Payload) -> _Payload:
-    """A copy in CPU memory: plain CPU tensors packed in one flat buffer, CUDA ones into pinned memory."""
-    packed = _hostmem.pack(_tensors_in(live, []))
+class _DeviceCopyWait(NamedTuple):
+    """An accelerator copy still in flight and the hooks that make training wait for it where it must."""
+
+    copy: _hostmem.DeviceCopy
+    hooks: list[Any]
+
+    @classmethod
+    def start(cls, copy: _hostmem.DeviceCopy, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> (
+        _DeviceCopyWait
+    ):
+        return cls(copy, [
+            model.register_forward_pre_hook(lambda module, args: copy.before_forward()),
+            optimizer.register_step_pre_hook(lambda opt, args, kwargs: copy.before_step()),
+        ])
+
+    def landed(self) -> None:
+        """The copy is complete as far as the compute stream is concerned; the hooks are gone."""
+        for handle in self.hooks:
+            handle.remove()
+        self.copy.before_step()
+
+
+def _to_memory(live: _Payload, early: list[torch.Tensor], pool: _hostmem.PinnedPool | None) -> (
+    tuple[_Payload, _hostmem.DeviceCopy | None]
+):
+    """A copy in CPU memory: plain CPU tensors packed in one flat buffer, CUDA ones in one pinned buffer.
+
+    The CUDA copies are only started (see :class:`_hostmem.DeviceCopy`: ``early`` are the tensors a
+    forward or backward pass may change in place); the caller makes training wait for them.
+    """
+    tensors = _tensors_in(live, [])
+    packed = _hostmem.pack(tensors)
+    on_device = [t for t in tensors if t.device.type == "cuda"]
+    copy = None
+    if on_device:
+        first = {id(t) for t in early}
+        copy = _hostmem.DeviceCopy([t for t in on_device if id(t) in first], on_device, pool or _hostmem.PinnedPool())
+        packed.update(copy.copies)
     devices: set[torch.device] = set()
 
     def host(t: torch.Tensor) -> torch.Tensor:
@@ -126,9 +163,9 @@ def _to_memory(live: _Payload) -> _Payload:
         return torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
 
     saved = _map_tensors(live, host)
-    for device in devices:  # the non-blocking copies into pinned memory have landed
+    for device in devices:  # the odd tensors copied one by one have landed
         torch.cuda.synchronize(device)
-    return saved
+    return saved, copy
 
 
 def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, _diskstore.DiskStore]:
@@ -158,7 +195,7 @@ def _put(
                 if isinstance(saved, _diskstore.OnDisk):
                     saved.fill(dst)
                 else:
-                    dst.copy_(saved)
+                    dst.copy_(saved, non_blocking=dst.device.type == "cuda")  # one sync at the end
             return live
     fresh = saved.fresh(device) if isinstance(saved, _diskstore.OnDisk) else saved.to(device=device, copy=True)
     return _laid_out_like(fresh, like)
@@ -230,11 +267,15 @@ class Snapshot:
     rng: _Rng
     saved: _Payload | None  # ``None`` once discarded
     store: _diskstore.DiskStore | None  # the files of a disk snapshot
+    copying: _DeviceCopyWait | None  # accelerator tensors still being copied to the host
 
     def restore(self) -> None:
         """Put everything back bit for bit. Safe to call any number of times."""
         if self.saved is None:
             raise RuntimeError("the snapshot was discarded; run range_test() again")
+        if self.copying is not None:  # ordered before the copies back (the training may not have waited)
+            self.copying.landed()
+            self.copying = None
         try:
             self._restore_tensors(self.saved)
             self._restore_optimizer(self.saved.opt_state)
@@ -246,6 +287,8 @@ class Snapshot:
         if self.scaler is not None:
             self.scaler[0].load_state_dict(copy.deepcopy(self.scaler[1]))
         self.rng.restore()
+        for device in {t.device for t in self.tensors if t.device.type == "cuda"}:  # the copies back landed
+            torch.cuda.synchronize(device)
 
     def _restore_tensors(self, saved: _Payload) -> None:
         for t, grad in zip(self.tensors, saved.grads, strict=True):
@@ -296,6 +339,9 @@ class Snapshot:
 
     def discard(self) -> None:
         """Free the copy: drop it from memory, delete the snapshot's files and its private folder."""
+        if self.copying is not None:  # its hooks go with it
+            self.copying.landed()
+            self.copying = None
         self.saved = None
         if self.store is not None:
             self.store.delete()
@@ -311,11 +357,16 @@ def capture(
     generators: Iterable[torch.Generator] = (),
     memory_cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    pinned: _hostmem.PinnedPool | None = None,
 ) -> Snapshot:
     """Capture the state of ``model``, ``optimizer``, ``scaler`` and the RNGs (see the module docstring).
 
     ``cache_dir``, when given, must be a usable folder in both modes (the finder writes its outputs there
     after the sweep): a :class:`~lr_finder.errors.StorageError` is raised here, before any training, if not.
+    ``pinned``: a page-locked host buffer to reuse for CUDA tensors (a new one otherwise). Their copy runs
+    on a side stream; hooks on ``model`` and ``optimizer`` make the first forward pass wait for buffers and
+    gradients and the first optimizer step for the rest, on the device, and :meth:`Snapshot.restore`
+    removes them.
     """
     roots = [model, *([criterion] if isinstance(criterion, torch.nn.Module) else [])]
     tensors = tracked_tensors(model, optimizer, roots[1:])
@@ -331,9 +382,11 @@ def capture(
         if memory_cache:
             if cache_dir is not None:
                 _diskstore.check_cache_dir(cache_dir)
-            saved, store = _to_memory(live), None
+            early = [v for t, v in zip(tensors, live.values, strict=True) if not isinstance(t, torch.nn.Parameter)]
+            saved, device_copy = _to_memory(live, early + [g for g in live.grads if g is not None], pinned)
+            store = None
         else:
-            saved, store = _to_disk(live, cache_dir)
+            (saved, store), device_copy = _to_disk(live, cache_dir), None
     return Snapshot(
         optimizer=optimizer,
         tensors=tensors,
@@ -348,4 +401,5 @@ def capture(
         rng=_Rng.capture(generators),
         saved=saved,
         store=store,
+        copying=None if device_copy is None else _DeviceCopyWait.start(device_copy, model, optimizer),
     )
