@@ -95,8 +95,9 @@ class Curve:
     """A cleaned curve: finite points, LR > 0, increasing LR, with its smoothed analysis values.
 
     ``y`` is ``log(loss)`` when every loss is positive (``is_log``), else the loss; capped at ``cap``,
-    the starting level. ``noise`` is the standard deviation of ``y``'s point-to-point noise (before the
-    cap). ``ends_non_finite``: the loss became NaN or infinite after the last usable point (it diverged).
+    the starting level. ``noise`` is the standard deviation of ``y``'s point-to-point noise, measured
+    before the cap on the ``informative`` leading points. ``ends_non_finite``: the loss became NaN or
+    infinite after the last usable point (it diverged).
     """
 
     lrs: np.ndarray
@@ -108,6 +109,7 @@ class Curve:
     cap: float
     noise: float
     is_log: bool
+    informative: int  # how many leading points say something (see _informative)
     ends_non_finite: bool = False  # the caller's losses turned NaN or infinite after the last point
 
     @property
@@ -119,13 +121,6 @@ class Curve:
         """The smoothed curve in the loss's own units."""
         return np.exp(self.ys) if self.is_log else self.ys.copy()
 
-    @property
-    def informative(self) -> int:
-        """How many leading points say something: past the minimum, once the smoothed curve reaches the
-        cap, the rest is the cap (the loss exploded) and neither its level nor its slope means anything."""
-        tol = 1e-9 * (1.0 + abs(self.cap))
-        at_cap = np.flatnonzero(self.ys[self.imin :] >= self.cap - tol)
-        return self.n if at_cap.size == 0 else self.imin + int(at_cap[0]) + 1
 
 
 def _clean(
@@ -155,6 +150,14 @@ def start_block(n: int) -> int:
     return max(3, n // 10)
 
 
+def _informative(ys: np.ndarray, imin: int, cap: float) -> int:
+    """How many leading points say something: past the minimum, once the smoothed curve reaches the cap,
+    the rest is the cap (the loss exploded) and neither its level nor its slope means anything."""
+    tol = 1e-9 * (1.0 + abs(cap))
+    at_cap = np.flatnonzero(ys[imin:] >= cap - tol)
+    return ys.size if at_cap.size == 0 else imin + int(at_cap[0]) + 1
+
+
 def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> Curve | str:
     """Clean, cap, transform and smooth a curve; returns a :class:`Curve`, or a reason string when it is
     unusable."""
@@ -166,21 +169,24 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
         )
     is_log = bool(np.all(v > 0))
     with np.errstate(all="ignore"):
-        y = np.log(v) if is_log else v.copy()
-        noise = noise_level(y)
+        uncapped = np.log(v) if is_log else v.copy()
         # Cap at the starting level: past the minimum the loss explodes, often by orders of magnitude in
         # a few steps; that carries no information about which LR to pick, and the jump makes the
         # smoother ring and dig a false minimum just before it. min() caps losses of any sign.
-        cap = float(np.median(y[: start_block(x.size)]))
-        y = np.minimum(y, cap)
+        cap = float(np.median(uncapped[: start_block(x.size)]))
+        y = np.minimum(uncapped, cap)
         smoothed = smooth(y)
         grad = np.gradient(smoothed, np.log10(x))
-    if not (np.all(np.isfinite(smoothed)) and np.all(np.isfinite(grad)) and np.isfinite(noise)):
+    if not (np.all(np.isfinite(smoothed)) and np.all(np.isfinite(grad))):
         return "the curve has values too extreme to analyse: check the losses for overflow"
     # A smoother overshoots at sharp corners: the curve reported never leaves the values observed (the
     # minimum's position and the slope keep the smoother's own, so that a clipped bottom does not tie).
     ys = np.clip(smoothed, float(np.min(y)), cap)
-    return Curve(x, y, ys, grad, index, int(np.argmin(smoothed)), cap, noise, is_log, ends_non_finite)
+    imin = int(np.argmin(smoothed))
+    stop = _informative(ys, imin, cap)
+    # the noise of the loss itself (the cap would hide half of it), where it has not exploded
+    noise = noise_level(uncapped[:stop])
+    return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
 
 
 @dataclass(frozen=True)
