@@ -30,19 +30,24 @@ def window_length(n: int) -> int:
     return max(w, 1)
 
 
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average with edge values repeated, so the output has the input's length.
+def window_means(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of every run of ``window`` consecutive values (``len(values) - window + 1`` of them).
 
-    Computed from a cumulative sum (centred on the mean, for precision): linear in the length.
+    From a cumulative sum centred on the mean (for precision): linear in the length.
     """
+    values = np.asarray(values, dtype=float)
+    centre = float(np.mean(values)) if values.size else 0.0
+    total = np.concatenate(([0.0], np.cumsum(values - centre)))
+    return (total[window:] - total[:-window]) / window + centre
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average with edge values repeated, so the output has the input's length."""
     values = np.asarray(values, dtype=float)
     if window <= 1 or values.size < 2:
         return values.copy()
     half = window // 2
-    centre = float(np.mean(values))
-    padded = np.pad(values - centre, (half, window - 1 - half), mode="edge")
-    total = np.concatenate(([0.0], np.cumsum(padded)))
-    return (total[window:] - total[:-window]) / window + centre
+    return window_means(np.pad(values, (half, window - 1 - half), mode="edge"), window)
 
 
 def savitzky_golay(values: np.ndarray, window: int, polyorder: int = POLYORDER) -> np.ndarray:
@@ -85,25 +90,6 @@ def smooth(values: np.ndarray, window: int | None = None, *, use_scipy: bool | N
     if use_scipy and 5 <= w <= n:
         return savitzky_golay(values, w)
     return moving_average(values, w)
-
-
-def leverage(n: int, i: int, window: int | None = None) -> float:
-    """How much of one point's noise variance reaches the smoothed value at ``i`` (of ``n`` points).
-
-    The Savitzky-Golay value is a least-squares polynomial evaluated at ``i``; for independent noise of
-    variance ``s**2`` its variance is ``leverage * s**2``: about ``2.25 / window`` in the interior, up to
-    ``9 / window`` at the curve's two ends. The moving average's is lower (``1 / window``), so this bounds
-    both.
-    """
-    w = window_length(n) if window is None else min(window, n)
-    if w < 3:
-        return 1.0
-    half = w // 2
-    # position of i inside the window it is fitted with: centred in the interior, off-centre at the ends
-    t = float(min(i, half) if i < n - half else w - (n - i))
-    x = np.arange(w, dtype=float) - t
-    design = np.vander(x, POLYORDER + 1, increasing=True)
-    return float(np.linalg.inv(design.T @ design)[0, 0])
 
 
 #: ``noise_level`` averages the smallest 90% of the second differences: robust to a tenth of wild values

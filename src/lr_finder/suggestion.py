@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .smoothing import leverage, noise_level, smooth
+from .smoothing import noise_level, smooth, window_length, window_means
 
 #: Fewest usable points for any suggestion.
 MIN_POINTS = 5
@@ -203,17 +203,20 @@ class Descent:
 
 
 def descent(c: Curve) -> Descent:
-    """Is there a descent? The starting level is the mean of the first tenth of the curve (only the
-    points before the minimum); the bottom is the smoothed minimum. Their noise: the per-point noise over
-    the block's size, and the smoothed value's (:func:`lr_finder.smoothing.leverage`)."""
-    if c.imin == 0:
+    """Is there a descent? The bottom is the lowest mean of ``window`` consecutive points (before the
+    curve reaches its cap after the minimum); the starting level, the mean of the first tenth of the
+    curve (only points before that run). Each mean's standard error: the curve's noise over the square
+    root of its count. Means, not the smoothed minimum, because their noise is known exactly and lower."""
+    w = window_length(c.n)
+    means = window_means(c.y[: max(c.informative, w)], w)
+    j = int(np.argmin(means))
+    if j == 0:
         return Descent(0.0, 1.0)
-    m = min(start_block(c.n), c.imin + 1)
+    m = min(start_block(c.n), j)
     level = float(np.mean(c.y[:m]))
     # floor: rounding noise of a curve without any noise must not make a flat curve "descend"
     noise = max(c.noise, 1e-9 * (1.0 + abs(level)))
-    stderr = noise * float(np.sqrt(1.0 / m + leverage(c.n, c.imin)))
-    return Descent(level - float(c.ys[c.imin]), stderr)
+    return Descent(level - float(means[j]), noise * float(np.sqrt(1.0 / m + 1.0 / w)))
 
 
 _NO_DESCENT = (
