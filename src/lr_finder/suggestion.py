@@ -96,7 +96,7 @@ class Curve:
 
     ``y`` is ``log(loss)`` when every loss is positive (``is_log``), else the loss; capped at ``cap``,
     the starting level. ``noise`` is the standard deviation of ``y``'s point-to-point noise, measured
-    before the cap on the ``informative`` leading points. ``ends_non_finite``: the loss became NaN or
+    before the cap, up to the minimum (at least half the curve). ``ends_non_finite``: the loss became NaN or
     infinite after the last usable point (it diverged).
     """
 
@@ -184,8 +184,10 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     ys = np.clip(smoothed, float(np.min(y)), cap)
     imin = int(np.argmin(smoothed))
     stop = _informative(ys, imin, cap)
-    # the noise of the loss itself (the cap would hide half of it), where it has not exploded
-    noise = noise_level(uncapped[:stop])
+    # The noise of the loss itself (the cap would hide half of it), up to the minimum, where the curve is
+    # smooth but for its noise (past it the loss may lurch about before it explodes); at least half the
+    # curve, so that a minimum near the start (pure noise) is not judged on a handful of points.
+    noise = noise_level(uncapped[: min(stop, max(imin + 1, x.size // 2))])
     return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
 
 
@@ -204,15 +206,16 @@ class Descent:
 
 def descent(c: Curve) -> Descent:
     """Is there a descent? The bottom is the lowest mean of ``window`` consecutive points (before the
-    curve reaches its cap after the minimum); the starting level, the mean of the first tenth of the
-    curve (only points before that run). Each mean's standard error: the curve's noise over the square
+    curve reaches its cap after the minimum); the starting level, the mean of the first quarter of the
+    curve (only points before that run; a descent that starts early lowers it: a smaller drop, never a
+    larger one). Each mean's standard error: the curve's noise over the square
     root of its count. Means, not the smoothed minimum, because their noise is known exactly and lower."""
     w = window_length(c.n)
     means = window_means(c.y[: max(c.informative, w)], w)
     j = int(np.argmin(means))
     if j == 0:
         return Descent(0.0, 1.0)
-    m = min(start_block(c.n), j)
+    m = min(max(3, c.n // 4), j)
     level = float(np.mean(c.y[:m]))
     # floor: rounding noise of a curve without any noise must not make a flat curve "descend"
     noise = max(c.noise, 1e-9 * (1.0 + abs(level)))
