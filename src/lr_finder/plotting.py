@@ -227,27 +227,36 @@ def _draw_loss(
 ) -> None:
     """The raw loss, the analysis's smoothed loss, the zones and the suggestion, on the loss axes."""
     lrs = np.asarray(history.lr, dtype=float)
+    raw = np.asarray(history.raw_loss, dtype=float)
+    if not np.isfinite(raw).any():
+        text = "no points recorded" if not lrs.size else "no finite loss recorded"
+        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     if not lrs.size:
-        ax.text(0.5, 0.5, "no points recorded", ha="center", va="center", transform=ax.transAxes)
         return
     loss = smoothed_curve(history, curve)
-    raw = np.asarray(history.raw_loss, dtype=float)
     ax.plot(lrs, raw, color="0.45", alpha=0.3, linewidth=1, label="raw loss")
     ax.plot(lrs, loss, color="#1f4e9c", linewidth=2, label="smoothed loss")
     ax.set_xscale("log")
     lim = y_limits(loss, raw) if np.isfinite(loss).sum() >= 2 else y_limits(raw)
     if lim is not None:
         ax.set_ylim(*lim)
-    keep = lrs[np.isfinite(lrs) & (lrs > 0)]
-    if not keep.size:
+    span = _lr_span(history)
+    if span is None:
         return
-    lo_lr, hi_lr = float(np.min(keep)), float(np.max(keep))
+    lo_lr, hi_lr = span
     if zones:
         _zones(ax, suggestion, lo_lr, hi_lr)
     if suggestion is not None and suggestion.lr is not None:
         _mark(ax, lrs, loss, suggestion, lo_lr, hi_lr, annotate)
     if hi_lr > lo_lr:
         ax.set_xlim(lo_lr, hi_lr)
+
+
+def _lr_span(history: History) -> tuple[float, float] | None:
+    """The swept LRs' range (every step, those whose loss was not finite included)."""
+    lrs = np.asarray(history.lr, dtype=float)
+    keep = lrs[np.isfinite(lrs) & (lrs > 0)]
+    return (float(np.min(keep)), float(np.max(keep))) if keep.size else None
 
 
 def _write_notes(bottom: Any, found: list[str]) -> None:
@@ -356,11 +365,13 @@ def draw_slope(
     curve = analysis_curve(history) if curve is None else curve
     ax.set_xscale("log")
     if isinstance(curve, str):
-        ax.text(0.5, 0.5, f"no slope: {curve}", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        text = _wrap(f"no slope: {curve}", 80)
+        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8)
         return ax
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    if zones:
-        _zones(ax, suggestion, float(curve.lrs[0]), float(curve.lrs[-1]), label=False)
+    span = _lr_span(history)
+    if zones and span is not None:
+        _zones(ax, suggestion, *span, label=False)
     stop = curve.informative
     ax.plot(curve.lrs[:stop], curve.grad[:stop], color=color, linewidth=1.6, label=label or "slope")
     if suggestion is not None and suggestion.lr is not None:
