@@ -263,8 +263,9 @@ def _write_notes(bottom: Any, found: list[str]) -> None:
     """The stop reason and the diagnostics, under the x label of the bottom axes."""
     if not found:
         return
+    width = max(40, int(bottom.figure.get_figwidth() * 13))  # characters of 8 pt text across the figure
     bottom.annotate(
-        "\n".join(_wrap("note: " + n) for n in found[:4]),
+        "\n".join(_wrap("note: " + n, width) for n in found[:4]),
         xy=(0.0, 0.0),
         xycoords=("axes fraction", bottom.xaxis.label),
         xytext=(0, -4),

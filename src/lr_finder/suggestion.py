@@ -243,7 +243,7 @@ def _minimum(c: Curve) -> Pick:
     return lr, None if c.lrs[min(i, c.n - 1)] != lr else i, None
 
 
-def points_per_decade(c: Curve, i: int, half: int = 3) -> float:
+def _points_per_decade(c: Curve, i: int, half: int = 3) -> float:
     """The sweep's density around point ``i``: recorded steps per decade of LR."""
     lo, hi = max(0, i - half), min(c.n - 1, i + half)
     span = float(np.log10(c.lrs[hi] / c.lrs[lo])) if hi > lo else 0.0
@@ -258,7 +258,7 @@ def _backoff(c: Curve) -> Pick:
     the sooner a divergence shows: the whole curve moves to lower LRs, about a factor 2 per doubling of
     ``num_iter``. Scaling the divisor with the density keeps the suggestion where it was.
     """
-    d = points_per_decade(c, c.imin)
+    d = _points_per_decade(c, c.imin)
     k = BACKOFF_DIVISOR * REFERENCE_DENSITY / d if np.isfinite(d) and d > 0 else BACKOFF_DIVISOR
     lr = float(c.lrs[c.imin]) / float(np.clip(k, *BACKOFF_BOUNDS))
     if lr < c.lrs[0]:
