@@ -193,23 +193,23 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
 
 @dataclass(frozen=True)
 class Descent:
-    """The drop from the starting level to the smoothed minimum, and its standard error under the
-    curve's own noise."""
+    """The drop from the starting level to the lowest run of points, and its standard error under the
+    curve's own noise (always above zero)."""
 
     drop: float
     stderr: float
 
     @property
     def real(self) -> bool:
-        return self.drop > 0 and self.drop > DESCENT_Z * self.stderr
+        return self.drop > DESCENT_Z * self.stderr
 
 
 def descent(c: Curve) -> Descent:
     """Is there a descent? The bottom is the lowest mean of ``window`` consecutive points (before the
     curve reaches its cap after the minimum); the starting level, the mean of the first quarter of the
     curve (only points before that run; a descent that starts early lowers it: a smaller drop, never a
-    larger one). Each mean's standard error: the curve's noise over the square
-    root of its count. Means, not the smoothed minimum, because their noise is known exactly and lower."""
+    larger one). Each mean's standard error: the curve's noise over the square root of its count. Means,
+    not the smoothed minimum, because their noise is known exactly and is lower."""
     w = window_length(c.n)
     means = window_means(c.y[: max(c.informative, w)], w)
     j = int(np.argmin(means))
