@@ -16,9 +16,10 @@ For each task of :mod:`quality_tasks` (CPU, data shipped offline):
   ``Tuner(trainer).lr_find(...).suggestion()``, and fastai's rules (written from their description, run
   on a fastai-like sweep: EMA beta 0.98, stop at 4x the best loss, first tenth and last five points
   dropped);
-* ours: every method of ``lr_finder.suggestion.METHODS`` through ``LRFinder.range_test`` + ``analyze``,
-  on the EMA loss (``history["loss"]``, as the package does) and on the raw loss, plus the candidates of
-  :mod:`candidates`.
+* ours: every method of ``lr_finder.suggestion.METHODS`` through ``LRFinder.range_test`` and the shipped
+  ``lr_finder.analyze`` on the raw loss (``history["raw_loss"]``, what the package reads; ``lr_finder
+  <method>``), and on the EMA loss for comparison (``... (EMA input)``), plus the candidate rules of
+  :mod:`candidates`, which run through the package's own pipeline.
 
 Prints the task x method table, the per-method summary (mean / median / worst regret, tasks with
 ``r <= 0.05``), EMA-vs-raw input, leave-one-task-out selection among the candidates, and the stability
@@ -205,12 +206,12 @@ def our_sweep(task: qt.QualityTask, seed: int, num_iter: int, **kw: Any) -> Any:
 
 
 def our_methods(h: Any) -> dict[str, float | None]:
-    """The package's methods (on the EMA loss, as ``get_suggested_lr`` reads it, and on the raw loss),
-    and the candidates."""
+    """The package's methods as shipped (on the raw loss, as ``get_suggested_lr`` reads it; and on the
+    EMA loss for comparison), and the candidates."""
     out: dict[str, float | None] = {}
     for m in METHODS:
-        out[f"lr_finder {m}"] = analyze(h.lr, h.loss, m).lr
-        out[f"lr_finder {m} (raw)"] = analyze(h.lr, h.raw_loss, m).lr
+        out[f"lr_finder {m}"] = analyze(h.lr, h.raw_loss, m).lr
+        out[f"lr_finder {m} (EMA input)"] = analyze(h.lr, h.loss, m).lr
     for name, rule in cand.CANDIDATES.items():
         out[name] = rule(h.lr, h.loss, h.raw_loss)
     return out
@@ -387,7 +388,9 @@ def spread(lrs: Iterable[float | None]) -> float:
 
 def stability_methods(default: str) -> list[str]:
     """Rules whose regret is also measured at num_iter 50 and 200."""
-    return list(dict.fromkeys([default, "raw cap:min/5", "ema cap:backoff", "ema cap:min/5", "lr_finder steepest"]))
+    return list(
+        dict.fromkeys([default, "raw:min/5", f"lr_finder {DEFAULT_METHOD} (EMA input)", "lr_finder steepest"])
+    )
 
 
 MAIN_COLUMNS = (
@@ -564,7 +567,7 @@ def report(
             if raw in table:
                 pairs.append((m[4:], m, raw))
     for name in METHODS:
-        pairs.append((f"lr_finder {name}", f"lr_finder {name}", f"lr_finder {name} (raw)"))
+        pairs.append((f"lr_finder {name}", f"lr_finder {name} (EMA input)", f"lr_finder {name}"))
     erows = [
         [
             rule,
@@ -584,7 +587,7 @@ def report(
         "all candidates": list(cand.CANDIDATES),
         "raw-loss candidates": [m for m in cand.CANDIDATES if m.startswith("raw")],
         "EMA-loss candidates": [m for m in cand.CANDIDATES if m.startswith("ema")],
-        "raw cap: min/c, c in 2..10": [m for m in cand.CANDIDATES if m.startswith("raw cap:min/")],
+        "raw: min/c, c in 2..10": [m for m in cand.CANDIDATES if m.startswith("raw:min/")],
         "package methods (EMA and raw)": [m for m in table if m.startswith("lr_finder ")],
     }
     lrows = []
