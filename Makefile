@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch, pinned for development and CI only (the package itself asks for torch>=2.2).
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo test lint bench-quality bench-overhead gpu-check clean
+.PHONY: install demo test lint bench-quality bench-overhead gpu-check tlf-suite clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench-overhead: $(VENV)/.bench
 
 gpu-check: $(VENV)/.bench
 	$(PY) benchmarks/gpu_check.py
+
+# torch-lr-finder's own test suite against lr_finder.compat; its tests are not shipped in any package, so give
+# the tests folder of a copy of its repository: make tlf-suite TLF_TESTS=../pytorch-lr-finder/tests
+tlf-suite: $(VENV)/.installed
+	@test -n "$(TLF_TESTS)" || { echo "usage: make tlf-suite TLF_TESTS=path/to/pytorch-lr-finder/tests"; exit 2; }
+	$(PY) benchmarks/tlf_suite.py $(TLF_TESTS)
 
 clean:
 	rm -rf $(VENV) lr_finder_demo .pytest_cache .hypothesis

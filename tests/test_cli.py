@@ -6,6 +6,7 @@ import json
 import math
 import multiprocessing
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from click.testing import CliRunner
 
 from lr_finder import files, read_csv
 from lr_finder.cli import cli
+from lr_finder.schedule import STEP_MODES
+from lr_finder.settings import DEFAULTS
 from lr_finder.suggestion import DEFAULT_METHOD
 
 from tasks import digits_tensors
@@ -190,11 +193,31 @@ def test_analyze_of_a_run_csv_gives_the_same_suggestion(run_dir, tmp_path):
     assert printed["methods"] == run_summary["methods"]
     assert printed["stop_reason"] == run_summary["stop_reason"]  # read from the run's summary beside the CSV
     again = tmp_path / "again"
-    assert float((again / files.BEST_LR_NAME).read_text()) == run_summary["suggestion"]["lr"]
-    assert (
-        json.loads((again / "lr_finder_analysis.json").read_text())["suggestion"] == run_summary["suggestion"]
+    assert float((again / files.ANALYSIS_BEST_LR_NAME).read_text()) == run_summary["suggestion"]["lr"]
+    assert json.loads((again / files.ANALYSIS_JSON_NAME).read_text())["suggestion"] == run_summary["suggestion"]
+    assert image_shape(again / files.ANALYSIS_PLOT_NAME) == SLOPE_PX
+    assert sorted(p.name for p in again.iterdir()) == sorted(
+        [files.ANALYSIS_PLOT_NAME, files.ANALYSIS_BEST_LR_NAME, files.ANALYSIS_JSON_NAME]
     )
-    assert image_shape(again / files.PLOT_NAME) == SLOPE_PX
+
+
+def test_analyze_in_the_run_folder_never_rewrites_the_runs_files(run_dir, tmp_path):
+    out, run_proc = run_dir
+    assert run_proc.returncode == 0, run_proc.stderr
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (files.CSV_NAME, files.BEST_LR_NAME, files.PLOT_NAME, files.SUMMARY_NAME):
+        (run / name).write_bytes((out / name).read_bytes())
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    run_summary = json.loads(before[files.SUMMARY_NAME])
+    res = CliRunner().invoke(cli, ["analyze", str(run / files.CSV_NAME), "--method", "minimum"])
+    assert res.exit_code == 0, res.output
+    assert {n: (run / n).read_bytes() for n in before} == before  # best_lr.txt still agrees with the summary
+    assert float((run / files.BEST_LR_NAME).read_text()) == run_summary["suggestion"]["lr"]
+    minimum = run_summary["methods"]["minimum"]["lr"]
+    assert minimum != run_summary["suggestion"]["lr"]  # the analysis differs, so a rewrite would show
+    assert float((run / files.ANALYSIS_BEST_LR_NAME).read_text()) == minimum
+    assert image_shape(run / files.ANALYSIS_PLOT_NAME) == PLOT_PX
 
 
 def test_compare_overlays_curves_with_a_legend(run_dir, second_csv, tmp_path):
@@ -287,16 +310,18 @@ def test_unreadable_csv_exits_2(runner, tmp_path):
         assert "csv" in one_line_error(res.stderr)
 
 
-def test_analyze_without_a_suggestion_exits_1_and_removes_a_stale_best_lr(runner, tmp_path):
+def test_analyze_without_a_suggestion_exits_1_and_removes_its_own_stale_best_lr(runner, tmp_path):
     rows = "".join(f"{i},{10 ** (-6 + i / 10)!r},{1 + i / 10},{1 + i / 10}\n" for i in range(30))
     (tmp_path / files.CSV_NAME).write_text("step,lr,raw_loss,loss\n" + rows)  # a loss that only rises
-    (tmp_path / files.BEST_LR_NAME).write_text("0.1\n")
+    (tmp_path / files.ANALYSIS_BEST_LR_NAME).write_text("0.1\n")  # from an earlier analysis
+    (tmp_path / files.BEST_LR_NAME).write_text("0.2\n")  # the run's own: not analyze's to touch
     res = runner.invoke(cli, ["analyze", str(tmp_path / files.CSV_NAME)])
     assert res.exit_code == 1
     assert "no learning rate could be suggested" in res.stderr
     assert "No learning rate suggested" in res.stdout
-    assert not (tmp_path / files.BEST_LR_NAME).exists()
-    assert (tmp_path / files.PLOT_NAME).exists() and (tmp_path / "lr_finder_analysis.json").exists()
+    assert not (tmp_path / files.ANALYSIS_BEST_LR_NAME).exists()
+    assert (tmp_path / files.BEST_LR_NAME).read_text() == "0.2\n"
+    assert (tmp_path / files.ANALYSIS_PLOT_NAME).exists() and (tmp_path / files.ANALYSIS_JSON_NAME).exists()
 
 
 def test_compare_never_overwrites_a_file_that_is_not_an_image(runner, second_csv, tmp_path):
@@ -345,6 +370,16 @@ def bare_tensors():
     m = torch.nn.Linear(2, 2)
     return m, torch.optim.SGD(m.parameters(), lr=0.1), torch.nn.MSELoss(), [torch.zeros(4, 2)] * 3
 
+def late_bad_batch():
+    m = torch.nn.Linear(2, 2)
+    good = (torch.zeros(4, 2), torch.zeros(4, 2))
+    return m, torch.optim.SGD(m.parameters(), lr=0.1), torch.nn.MSELoss(), [good, good, good, torch.zeros(4, 2)]
+
+def nan_targets():
+    m = torch.nn.Linear(2, 2)
+    batch = (torch.zeros(4, 2), torch.full((4, 2), float("nan")))
+    return m, torch.optim.SGD(m.parameters(), lr=0.1), torch.nn.MSELoss(), [batch] * 3
+
 def wrong_shape():
     m = torch.nn.Linear(2, 2)
     batches = [(torch.zeros(4, 3), torch.zeros(4, 2))] * 3
@@ -369,6 +404,10 @@ def wrong_shape():
         ("{spec}:three", ["-p", "nokey"], 2, "expected KEY=VALUE"),
         ("{spec}:boom", [], 1, "raised RuntimeError: dataset missing (rerun with --traceback"),
         ("{spec}:wrong_shape", ["--num-iter", "5"], 1, "the range test raised RuntimeError"),
+        # decided by the error's type, not by when or where it was raised: bad input found mid-sweep ...
+        ("{spec}:late_bad_batch", ["--num-iter", "6"], 2, "each batch must be (inputs, targets)"),
+        # ... and a range test that could not record a curve, which is no bug of the user's code
+        ("{spec}:nan_targets", [], 1, "the range test failed: the loss was nan at the first step"),
     ],
 )
 def test_run_exit_codes_and_messages(runner, tmp_path, target, extra, code, expected):
@@ -376,7 +415,10 @@ def test_run_exit_codes_and_messages(runner, tmp_path, target, extra, code, expe
     spec.write_text(BAD_SPEC)
     res = runner.invoke(cli, ["run", target.format(spec=spec), "--out", str(tmp_path / "o"), "-q", *extra])
     assert res.exit_code == code, res.output
-    assert expected in one_line_error(res.stderr)
+    line = one_line_error(res.stderr)
+    assert expected in line
+    assert ("--traceback" in line) == ("raised" in expected)  # only the user's own code has a traceback to see
+    assert not (tmp_path / "o").exists()  # a failed run leaves no empty --out folder behind
 
 
 def test_run_traceback_flag_shows_the_users_traceback(runner, tmp_path):
@@ -425,3 +467,75 @@ def test_the_spec_workflow_example_runs_as_written(tmp_path, monkeypatch, capsys
     assert f"Suggested LR: {best:.6f}" in printed
     assert image_shape(tmp_path / "plots" / files.PLOT_NAME) == PLOT_PX
     assert (tmp_path / "plots" / files.CSV_NAME).exists()
+
+
+def test_a_spec_that_cannot_be_loaded_leaves_no_folder_behind(runner, tmp_path):
+    for spec in (f"{tmp_path / 'missing.py'}:build", "no_such_package_xyz:build"):
+        res = runner.invoke(cli, ["run", spec, "--out", str(tmp_path / "runs" / "a")])
+        assert res.exit_code == 2, res.output
+        assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "out"),
+    [
+        (["analyze", "{csv}"], "blocker/sub"),
+        (["compare", "{csv}"], "blocker/c.png"),
+        (["run", "{spec}:boom"], "blocker/sub"),  # refused before the SPEC runs (it would raise: exit 1)
+    ],
+)
+def test_an_out_that_cannot_be_created_exits_2_in_one_line(runner, second_csv, tmp_path, command, out):
+    (tmp_path / "blocker").write_text("a file where a folder must be")
+    spec = tmp_path / "bad_spec.py"
+    spec.write_text(BAD_SPEC)
+    args = [a.format(csv=second_csv, spec=spec) for a in command]
+    res = runner.invoke(cli, [*args, "--out", str(tmp_path / out)])
+    assert res.exit_code == 2, res.output
+    line = one_line_error(res.stderr)
+    assert str(tmp_path / out) in line and ".tmp" not in line
+    assert (tmp_path / "blocker").read_text() == "a file where a folder must be"
+
+
+def test_compare_into_a_folder_writes_its_default_name_there(runner, second_csv, tmp_path):
+    res = runner.invoke(cli, ["compare", str(second_csv), "--out", f"{tmp_path / 'figs'}/"])
+    assert res.exit_code == 0, res.output
+    assert image_shape(tmp_path / "figs" / files.COMPARE_NAME) == PLOT_PX
+    res = runner.invoke(cli, ["compare", str(second_csv), "--out", str(tmp_path / "figs" / "c")])
+    assert res.exit_code == 2
+    assert "has no file extension" in one_line_error(res.stderr)
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+def test_command_outputs_get_the_mode_open_would_give(runner, second_csv, tmp_path):
+    old = os.umask(0o027)
+    try:
+        res = runner.invoke(cli, ["analyze", str(second_csv), "--out", str(tmp_path / "a")])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(cli, ["compare", str(second_csv), "--out", str(tmp_path / "c.svg")])
+        assert res.exit_code == 0, res.output
+    finally:
+        os.umask(old)
+    written = [*(tmp_path / "a").iterdir(), tmp_path / "c.svg"]
+    assert len(written) == 4
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: 0o640 for p in written}
+
+
+def test_run_options_are_the_settings_defaults():
+    params = {p.name: p for p in cli.commands["run"].params}
+    shown = {name for name in DEFAULTS if name in params}
+    assert shown == set(DEFAULTS) - {"non_blocking_transfer", "amp_dtype"}
+    assert {name: params[name].default for name in shown} == {name: DEFAULTS[name] for name in shown}
+    assert tuple(params["step_mode"].type.choices) == STEP_MODES
+
+
+def test_run_flags_reach_the_settings(runner, tmp_path):
+    res = runner.invoke(
+        cli,
+        ["run", f"{EXAMPLE_SPEC}:build_tuple", "-p", "batch_size=128", "--num-iter", "8", "--step-mode", "linear",
+         "--no-amp", "--no-adaptive-stop", "--no-progress", "--out", str(tmp_path), "-q"],
+    )  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    settings = json.loads((tmp_path / files.SUMMARY_NAME).read_text())["settings"]
+    assert settings["step_mode"] == "linear" and settings["num_iter"] == 8
+    assert settings["use_amp"] is False and settings["adaptive_stop"] is False
+    assert settings["show_progress"] is False

@@ -166,24 +166,11 @@ def _worker(out: Path) -> None:
         err = caught(lambda: finder.range_test(loader, **kwargs))
         return {**err, "steps": len(finder.history.lr), "restored": restored(before, ddp, opt)}
 
-    def fsdp_refused() -> dict[str, Any]:
-        try:
-            from torch.distributed.fsdp import fully_shard
-
-            model = plain_mlp()
-            fully_shard(model)
-        except Exception as exc:  # FSDP2 on CPU needs a recent torch
-            return {"skipped": f"fully_shard unavailable here: {exc!r}"}
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        finder = LRFinder(model, opt, torch.nn.CrossEntropyLoss())
-        return caught(lambda: finder.range_test(sharded(ds, 16), num_iter=5, **RANGE))
-
     scenario("equivalence", equivalence)
     scenario("bn_accum_val", bn_accumulation_validation)
     scenario("nan", nan_on_one_rank)
     scenario("loader_fault", lambda: fault(loader_fail_at=7, loss_fail_at=None, accumulation=1))
     scenario("micro_fault", lambda: fault(loader_fail_at=None, loss_fail_at=7, accumulation=2))
-    scenario("fsdp", fsdp_refused)
     dist.barrier()  # the group still works after the faults: no rank fell out of step
 
     # Last: rank 1 raises in its loss at step 5, uncaught; both processes must exit with an error.
@@ -353,15 +340,6 @@ def test_a_rank_that_raises_makes_every_process_exit_promptly(runs: dict[str, An
     started = min(r0["crash_start"], r1["crash_start"])
     assert max(runs["exits"]) - started < PG_TIMEOUT_S, "a rank waited for the process-group timeout"
     assert "boom" in runs["outputs"][1] and "rank 1" in runs["outputs"][0]
-
-
-def test_fsdp_is_refused_with_what_to_do(runs: dict[str, Any]) -> None:
-    for res in runs["results"]:
-        fsdp = res["fsdp"]
-        if "skipped" in fsdp:
-            pytest.skip(fsdp["skipped"])
-        assert fsdp["type"] == "TypeError", fsdp
-        assert "fully_shard" in fsdp["message"] and "DistributedDataParallel" in fsdp["message"], fsdp
 
 
 def test_single_process_needs_no_process_group() -> None:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
+from lr_finder.errors import StorageError
 
 from tasks import assert_same_state, diabetes_regression, digits_mlp, state_of
 
@@ -335,7 +336,7 @@ def test_unwritable_cache_dir_is_an_error_before_training(tmp_path, monkeypatch)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     f = LRFinder(task.model, task.optimizer, task.criterion, memory_cache=False, cache_dir=blocker)
-    with pytest.raises(ValueError, match="is a file, not a folder"):
+    with pytest.raises(StorageError, match="is a file, not a folder"):
         f.range_test(task.loader, num_iter=5, **RT)
     # a read-only folder (chmod does not stop root, so the denial is simulated where needed)
     ro = tmp_path / "ro"
@@ -349,7 +350,7 @@ def test_unwritable_cache_dir_is_an_error_before_training(tmp_path, monkeypatch)
 
         monkeypatch.setattr(tempfile, "mkstemp", deny)
     f = LRFinder(task.model, task.optimizer, task.criterion, memory_cache=False, cache_dir=ro)
-    with pytest.raises(PermissionError, match="is not writable.*memory_cache=True"):
+    with pytest.raises(StorageError, match="is not writable.*memory_cache=True"):
         f.range_test(task.loader, num_iter=5, **RT)
     assert_same_state(before, state_of(task.model, task.optimizer))
     os.chmod(ro, 0o700)
@@ -362,7 +363,7 @@ def test_full_disk_is_an_error_before_training(tmp_path, monkeypatch):
     before = state_of(task.model, task.optimizer)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
     f = LRFinder(task.model, task.optimizer, task.criterion, memory_cache=False, cache_dir=tmp_path)
-    with pytest.raises(OSError, match="not enough free disk space"):
+    with pytest.raises(StorageError, match="not enough free disk space"):
         f.range_test(task.loader, num_iter=5, **RT)
     assert_same_state(before, state_of(task.model, task.optimizer))
     assert not list(tmp_path.iterdir())

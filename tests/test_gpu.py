@@ -151,11 +151,11 @@ def test_snapshot_of_cuda_tensors_is_in_pinned_cpu_memory():
     train(model, opt, crit, loader, 2)
     snap = capture(model, opt)
     try:
-        for live, saved in zip(snap.tensors, snap.payload["values"], strict=True):
+        for live, saved in zip(snap.tensors, snap.saved.values, strict=True):
             assert saved.device.type == "cpu"
             if live.is_cuda:
                 assert saved.is_pinned()
-        for st in snap.payload["opt_state"].values():
+        for st in snap.saved.opt_state.values():
             for value in st.values():
                 if isinstance(value, torch.Tensor):
                     assert value.device.type == "cpu"
@@ -220,3 +220,29 @@ def test_no_second_copy_of_the_state_lands_on_the_gpu():
     assert state_bytes > 40e6  # the test is meaningful: a second copy would be tens of MB
     assert ours_peak <= bare_peak + 0.05 * state_bytes, (ours_peak, bare_peak, state_bytes)
     assert abs(left) <= 0.01 * state_bytes, left  # nothing of the test stays on the GPU
+
+
+def test_side_stream_copy_is_waited_for_and_the_pinned_buffer_reused():
+    """A state large enough that its copy to the host is still running when the first step starts: the step
+    must wait for it on the device (else the saved weights would be the updated ones), the hooks that make
+    it wait are gone afterwards, and a second test reuses the same page-locked buffer."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(2048, 2048), torch.nn.BatchNorm1d(2048), torch.nn.Linear(2048, 5)]
+    model = torch.nn.Sequential(*layers).to(CUDA)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    crit = torch.nn.CrossEntropyLoss()
+    x, y = torch.randn(256, 2048), torch.randint(0, 5, (256,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
+    train(model, opt, crit, loader, 2)
+    before = state_of(model, opt)
+    f = LRFinder(model, opt, crit)
+    f.range_test(loader, start_lr=1e-3, end_lr=1, num_iter=5, **RT)
+    assert_same_state(before, state_of(model, opt))
+    assert not model._forward_pre_hooks and not opt._optimizer_step_pre_hooks
+    buffer = f._pinned._buffer
+    assert buffer is not None and buffer.is_pinned()
+    f.range_test(loader, start_lr=1e-3, end_lr=1, num_iter=5, **RT)
+    assert f._pinned._buffer.data_ptr() == buffer.data_ptr(), "the pinned buffer was allocated again"
+    assert_same_state(before, state_of(model, opt))
+    f.close()
+    assert f._pinned._buffer is None

@@ -104,7 +104,9 @@ def test_the_slope_panel_shows_the_slope_the_suggestion_reads(tmp_path):
     slope_ax = axes[1]
     c = prepare(h.lr, h.raw_loss)
     line = slope_ax.lines[1]  # after the zero line
-    np.testing.assert_allclose(line.get_ydata(), c.grad)
+    # the slope as far as the smoothed loss is drawn: past the explosion both stop
+    np.testing.assert_allclose(line.get_ydata(), c.grad[: c.informative])
+    assert c.informative < c.n
     # the steepest suggestion is the slope's most negative point before the minimum
     assert s.lr == pytest.approx(c.lrs[int(np.argmin(c.grad[: c.imin + 1]))])
     assert "log10(LR)" in slope_ax.get_ylabel() and "ln(loss)" in slope_ax.get_ylabel()
@@ -190,3 +192,115 @@ def test_summarize_works_on_a_history_read_from_a_csv(finder, tmp_path):
     data = files.summarize(files.read_csv(tmp_path / "log.csv"), "valley")
     assert data["suggestion"] == finder.suggestion("valley").to_dict()
     assert data["settings"] == {} and data["timing"]["elapsed_s"] is None
+
+
+def _drawn(ax, label):
+    return next(line for line in ax.lines if line.get_label() == label)
+
+
+def test_the_slope_panel_moves_wherever_the_drawn_curve_moves():
+    """The slope panel is the derivative of the smoothed loss drawn above it, over the same points: it is
+    never flat at 0 where that curve clearly rises or falls."""
+    h = curve(n=100, explode=40.0)
+    ax, _ = drawn(h, show_slope=True)
+    smooth_line = _drawn(ax, "smoothed loss")
+    x, y = np.asarray(smooth_line.get_xdata(), float), np.asarray(smooth_line.get_ydata(), float)
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    slope_line = ax.figure.axes[1].lines[1]
+    np.testing.assert_allclose(slope_line.get_xdata(), x)
+    moves = np.gradient(np.log(y), np.log10(x))
+    clearly = np.abs(moves) > 0.2
+    assert clearly.sum() > 10
+    slope = np.asarray(slope_line.get_ydata())
+    assert np.all(np.sign(slope[clearly]) == np.sign(moves[clearly]))
+    assert np.all(np.abs(slope[clearly]) > 0.5 * np.abs(moves[clearly]))
+
+
+def test_a_negative_log_likelihood_plots_from_observed_values_only():
+    """Losses below zero that explode past their minimum: capped like any other, no ringing below the
+    lowest loss observed, and a y axis that shows the descent instead of an artifact."""
+    lrs = np.logspace(-6, 1, 100)
+    x = np.log10(lrs)
+    raw = -2.0 - 4.8 * (1 + np.tanh(2 * (x + 3))) + np.random.default_rng(0).normal(0, 0.3, 100)
+    raw[85:] = np.geomspace(10, 1e5, 15)
+    h = History(tuple(lrs), tuple(raw), tuple(raw), "diverged")
+    ax, s = drawn(h, show_slope=True)
+    assert s.lr is not None and "d loss" in ax.figure.axes[1].get_ylabel()
+    smooth = np.asarray(_drawn(ax, "smoothed loss").get_ydata(), float)
+    smooth = smooth[np.isfinite(smooth)]
+    assert smooth.min() >= raw.min() - 1e-9 and smooth.max() <= raw.max()
+    lo, hi = ax.get_ylim()
+    assert lo >= raw.min() - 0.2 * (raw[:10].mean() - raw.min())
+    assert (raw[:10].mean() - raw[:85].min()) / (hi - lo) > 0.6  # the descent fills the height
+
+
+def test_red_means_the_loss_rises_after_its_minimum():
+    h = curve(n=120, drop_at=-4.0, blow_at=-0.5, noise=0.01)
+    slow = np.asarray(h.raw_loss) * np.exp(-0.08 * np.clip(np.log10(h.lr) + 4.0, 0.0, 3.5))
+    h = History(h.lr, tuple(slow), tuple(slow))  # after the fast drop the loss keeps falling slowly
+    ax, s = drawn(h, "steepest")
+    smooth = smoothed_curve_of(ax)
+    lr_min = float(np.asarray(h.lr)[int(np.nanargmin(smooth))])
+    red = next(p for p in ax.patches if p.get_label() == "too high")
+    assert red.get_x() >= lr_min * 10**-0.15 and s.high < lr_min / 10
+    never = History(h.lr[:80], h.loss[:80], h.raw_loss[:80])
+    ax, s = drawn(never)
+    assert s.lr is not None and "too high" not in [p.get_label() for p in ax.patches]
+
+
+def smoothed_curve_of(ax):
+    return np.asarray(_drawn(ax, "smoothed loss").get_ydata(), float)
+
+
+def test_a_loss_that_turns_nan_is_drawn_red_to_the_end():
+    h = curve(n=100)
+    raw = np.asarray(h.raw_loss)
+    stop = int(np.argmin(raw)) + 4
+    raw[stop:] = np.nan
+    h = History(h.lr, tuple(raw), tuple(raw), "loss is nan")
+    ax, s = drawn(h, show_slope=True)
+    red = next(p for p in ax.patches if p.get_label() == "too high")
+    assert red.get_x() + red.get_width() == pytest.approx(h.lr[-1])
+    assert not any("never diverged" in t for t in texts(ax.figure.axes[1]))
+
+
+def test_the_legend_never_covers_the_curve():
+    for h in (curve(noise=0.3), curve(noise=0.03, drop_at=-5.0)):
+        ax, _ = drawn(h, render=True)
+        renderer = ax.figure.canvas.get_renderer()
+        legend = ax.get_legend().get_window_extent(renderer)
+        axes = ax.get_window_extent(renderer)
+        assert legend.x0 >= axes.x1 or legend.y0 >= axes.y1 or legend.y1 <= axes.y0  # outside the axes
+        assert legend.x1 <= ax.figure.bbox.x1 + 1  # and inside the figure
+
+
+@pytest.mark.parametrize("layout", [None, "constrained", "tight"])
+def test_slope_panel_on_a_callers_axes_keeps_the_x_label_inside(layout):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), layout=layout)
+    ax = fig.add_subplot()
+    h = curve()
+    plotting.draw(h, h.analyze(), ax, show_slope=True, notes=False)
+    FigureCanvasAgg(fig).draw()
+    slope_ax = fig.axes[1]
+    label = slope_ax.xaxis.label.get_window_extent(fig.canvas.get_renderer())
+    assert label.y0 >= 0 and slope_ax.get_position().y1 <= ax.get_position().y0 + 1e-9
+    assert label.get_points().size and "learning rate" in slope_ax.get_xlabel()
+
+
+def test_compare_slope_limits_hold_the_slopes_it_draws():
+    """The compare plot's slope limits come from the curves its slope lines are drawn from (the raw loss),
+    not from the EMA: with an EMA that says nothing, the descent's slope is still inside the axes."""
+    hs = []
+    for k, drop_at in enumerate((-3.0, -2.0)):
+        h = curve(drop_at=drop_at, seed=k)
+        hs.append(History(h.lr, tuple(2.0 for _ in h.lr), h.raw_loss))
+    ss = [h.analyze() for h in hs]
+    ax = plotting.draw_compare(hs, ss, ["a", "b"], show_slope=True)
+    slope_ax = ax.figure.axes[1]
+    lo, hi = slope_ax.get_ylim()
+    for h in hs:
+        c = prepare(h.lr, h.raw_loss)
+        assert lo <= c.grad[: c.imin + 1].min() < 0 < hi

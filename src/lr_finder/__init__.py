@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .finder import LRFinder
     from .schedule import lr_schedule
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY = {
     "LRFinder": ".finder",

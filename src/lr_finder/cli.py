@@ -1,22 +1,19 @@
 """The ``lr-finder`` command. Argument parsing and reporting only: every command calls the public API.
 
-Exit codes: 0 success; 2 bad arguments or an unreadable / invalid input (a SPEC that cannot be loaded or
-returns the wrong thing, a CSV that is not a range-test log), with a one-line message naming the input and
-the problem; 1 a failed run (the SPEC's code or the range test raised, or no learning rate could be
-suggested; the outputs that could be written are written).
+Exit codes are decided by the type of the error, in one place (:class:`_Commands`): 0 success; 2 bad
+input, any :class:`lr_finder.errors.InputError` (bad arguments, a SPEC that cannot be loaded or returns
+the wrong thing, objects or batches ``LRFinder`` refuses, a CSV that is not a range-test log, and
+:class:`~lr_finder.errors.StorageError`: an output path that cannot be created or written), with a
+one-line message naming the input and the problem; 1 a failed run (the user's code raised, the range
+test could not record a curve, or no learning rate could be suggested; what could be written is written).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
-import inspect
 import json
 import logging
-import math
 import os
 import sys
 import traceback
@@ -27,21 +24,27 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .files import BEST_LR_NAME, CSV_NAME, PLOT_NAME, SUMMARY_NAME
+from . import errors, files
+from ._version import __version__
+from .files import (
+    ANALYSIS_BEST_LR_NAME,
+    ANALYSIS_JSON_NAME,
+    ANALYSIS_PLOT_NAME,
+    BEST_LR_NAME,
+    COMPARE_NAME,
+    CSV_NAME,
+    PLOT_NAME,
+    SUMMARY_NAME,
+)
+from .schedule import STEP_MODES
+from .settings import DEFAULTS, RangeTestSettings
+from .spec import UserCodeError
 from .suggestion import available_methods
 
-#: What ``analyze`` writes beside the plot (the run's own ``lr_finder_summary.json`` is left alone).
-ANALYSIS_NAME = "lr_finder_analysis.json"
-#: The default image of ``compare``.
-COMPARE_NAME = "lr_finder_compare.png"
 METHODS = tuple(available_methods())  # "default" and every method of lr_finder.suggestion
-SPEC_KEYS = ("model", "optimizer", "criterion", "train_loader")
-SPEC_OPTIONAL = ("val_loader", "loss_fn", "scaler")
-_PKG_DIR = Path(__file__).resolve().parent
 
 
-class InputError(click.ClickException):
+class BadInput(click.ClickException):
     """Bad arguments or an unreadable / invalid input: exit status 2, one line, no traceback."""
 
     exit_code = 2
@@ -51,6 +54,18 @@ class RunFailed(click.ClickException):
     """The run failed (the user's code raised, or no LR could be suggested): exit status 1."""
 
     exit_code = 1
+
+
+class _Commands(click.Group):
+    """The command group; turns the library's typed errors into exit codes, whichever command raised."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.InputError as exc:  # InputTypeError and StorageError too
+            raise BadInput(str(exc)) from exc
+        except errors.RangeTestError as exc:
+            raise RunFailed(f"the range test failed: {exc}") from exc
 
 
 # -- shared helpers ------------------------------------------------------------------------------------
@@ -69,42 +84,31 @@ def _quiet(quiet: bool) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _out_dir(path: str, option: str = "--out") -> Path:
-    """An output folder: created when missing; an existing file there is refused (exit 2)."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{option} {path}: exists and is not a folder; give a folder for the outputs")
+@contextlib.contextmanager
+def _output_folder(path: str | Path) -> Iterator[Path]:
+    """The output folder, created now so that one that cannot be made fails before any work; the
+    folders created here are taken away again when the command fails before writing into them."""
+    created = files.make_dirs(path)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from exc
-    return out
+        yield Path(path)
+    except BaseException:
+        for folder in reversed(created):  # innermost first; a folder holding anything stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
-def _read_log(path: str) -> Any:
-    """Read a CSV log and check it is a range-test curve; any problem is exit 2 naming the file."""
-    from .files import CSVFormatError, read_csv
-
+@contextlib.contextmanager
+def _user_code_reported(show_traceback: bool) -> Iterator[None]:
+    """The user's code raised: exit 1 with one line (and ``--traceback`` for the user's traceback)."""
     try:
-        history = read_csv(path)
-    except CSVFormatError as exc:
-        raise InputError(str(exc)) from exc
-    for column in ("loss", "raw_loss"):
-        values = getattr(history, column)
-        for i, v in enumerate(values):
-            if not math.isfinite(v):
-                raise InputError(
-                    f"{path}, line {i + 2}: column {column!r} holds {v!r}; a range-test log holds finite "
-                    "losses only (the sweep stops before recording a non-finite loss)"
-                )
-    lrs = history.lr
-    for i in range(1, len(lrs)):
-        if not lrs[i] >= lrs[i - 1]:
-            raise InputError(
-                f"{path}, line {i + 2}: lr {lrs[i]!r} is below the previous row's {lrs[i - 1]!r}; "
-                "a range-test log has one row per step, the LR rising"
-            )
-    return history
+        yield
+    except UserCodeError as exc:
+        cause = exc.__cause__
+        if show_traceback and cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+            raise RunFailed(str(exc)) from cause
+        raise RunFailed(f"{exc} (rerun with --traceback for the full traceback)") from cause
 
 
 def _fmt(lr: float | None) -> str:
@@ -142,9 +146,7 @@ def _report(summary: Mapping[str, Any], written: Sequence[Path]) -> list[str]:
 
 def _emit(summary: Mapping[str, Any], written: Sequence[Path], as_json: bool) -> None:
     if as_json:
-        from .files import _jsonable
-
-        click.echo(json.dumps(_jsonable(dict(summary)), indent=2))
+        click.echo(json.dumps(files.jsonable(dict(summary)), indent=2))
     else:
         click.echo("\n".join(_report(summary, written)))
 
@@ -155,139 +157,12 @@ def _fail_without_suggestion(summary: Mapping[str, Any]) -> None:
         raise RunFailed(f"no learning rate could be suggested: {s['reason']}")
 
 
-# -- SPEC loading --------------------------------------------------------------------------------------
-
-
-def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values are Python literals (``32``, ``1e-3``, ``'adam'``, ``True``) or strings."""
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise InputError(f"--param {item!r}: expected KEY=VALUE, e.g. --param batch_size=64")
-        try:
-            params[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            params[key] = raw
-    return params
-
-
-def _import_file(path: Path, spec: str) -> Any:
-    """Import a Python file as a module; its folder goes on ``sys.path`` so its own imports work."""
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else None
-    name = name or f"_lr_finder_spec_{abs(hash(str(path.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise InputError(f"{path}: cannot be imported as Python (SPEC {spec!r})")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(name, None)
-        raise InputError(f"{path}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})") from exc
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise _user_code_failed(f"importing {path}", exc) from exc
-    return module
-
-
-def _import_module(target: str, spec: str) -> Any:
-    cwd = os.getcwd()
-    if cwd not in sys.path:  # like `python -m`: modules in the working folder are importable
-        sys.path.insert(0, cwd)
-    try:
-        return importlib.import_module(target)
-    except ModuleNotFoundError as exc:
-        if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
-            raise InputError(
-                f"SPEC {spec!r}: no module named {exc.name!r}; give 'package.module:function' importable "
-                "from here, or 'path/to/file.py:function'"
-            ) from exc
-        raise _user_code_failed(f"importing {target}", exc) from exc
-    except SyntaxError as exc:
-        raise InputError(
-            f"{exc.filename}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})"
-        ) from exc
-    except Exception as exc:
-        raise _user_code_failed(f"importing {target}", exc) from exc
-
-
-def load_spec(spec: str) -> Callable[..., Any]:
-    """The function named by ``package.module:function`` or ``path/to/file.py:function``."""
-    target, sep, func_name = spec.rpartition(":")
-    if not sep or not target or not func_name.isidentifier():
-        raise InputError(
-            f"SPEC {spec!r} must be 'package.module:function' or 'path/to/file.py:function', naming a "
-            "function that returns (model, optimizer, criterion, train_loader)"
-        )
-    is_path = target.endswith(".py") or "/" in target or os.sep in target
-    if is_path:
-        path = Path(target)
-        if not path.is_file():
-            raise InputError(f"{target}: no such file (SPEC {spec!r})")
-        module = _import_file(path, spec)
-    else:
-        module = _import_module(target, spec)
-    fn = getattr(module, func_name, None)
-    if fn is None:
-        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        hint = f"; its functions: {', '.join(public[:8])}" if public else ""
-        raise InputError(f"SPEC {spec!r}: {target} has no {func_name!r}{hint}")
-    if not callable(fn):
-        raise InputError(f"SPEC {spec!r}: {func_name} is a {type(fn).__name__}, not a function")
-    return fn
-
-
-def _user_code_failed(what: str, exc: BaseException) -> RunFailed:
-    err = RunFailed(f"{what} raised {type(exc).__name__}: {exc}")
-    err.__cause__ = exc
-    return err
-
-
-def unpack_spec(result: Any, spec: str) -> dict[str, Any]:
-    """The SPEC function's result as a dict with the four required keys and any optional ones."""
-    usage = (
-        "return (model, optimizer, criterion, train_loader[, val_loader]) or a dict with the keys "
-        f"{', '.join(SPEC_KEYS)} (optional: {', '.join(SPEC_OPTIONAL)})"
-    )
-    if isinstance(result, Mapping):
-        keys = [str(k) for k in result]
-        missing = [k for k in SPEC_KEYS if k not in result]
-        unknown = [k for k in keys if k not in SPEC_KEYS + SPEC_OPTIONAL]
-        if missing or unknown:
-            problem = "; ".join(
-                ([f"missing {', '.join(missing)}"] if missing else [])
-                + ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
-            )
-            raise InputError(f"SPEC {spec!r} returned a dict with {problem}: {usage}")
-        return {str(k): v for k, v in result.items()}
-    if isinstance(result, (tuple, list)) and len(result) in (4, 5):
-        return dict(zip(SPEC_KEYS + ("val_loader",), result, strict=False))
-    what = (
-        f"a {type(result).__name__} of {len(result)}"
-        if isinstance(result, (tuple, list))
-        else type(result).__name__
-    )
-    raise InputError(f"SPEC {spec!r} returned {what}: {usage}")
-
-
-def _raised_by_library_checks(exc: BaseException) -> bool:
-    """A ValueError/TypeError raised by lr_finder's own checks (not by the user's model or data code)."""
-    if not isinstance(exc, (ValueError, TypeError)):
-        return False
-    frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve().parent == _PKG_DIR
-
-
 # -- the commands --------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="lr-finder")
 def cli() -> None:
     """Find a good learning rate for a PyTorch model with the LR range test.
@@ -299,7 +174,8 @@ def cli() -> None:
       analyze   re-analyse and re-plot a saved lr_finder_log.csv, without training
       compare   overlay several saved curves with their suggestions
 
-    Exit status: 0 success; 2 bad arguments or an invalid input file; 1 a failed run or no suggestion.
+    Exit status: 0 success; 2 bad input (arguments, SPEC, CSV, or an output path that cannot be
+    written); 1 a failed run or no suggestion.
     """
 
 
@@ -316,11 +192,11 @@ def demo(out_dir: str, num_iter: int, no_progress: bool) -> None:
     """
     from .demo import run_demo
 
-    _out_dir(out_dir)
-    try:
-        lr = run_demo(out_dir, num_iter=num_iter, show_progress=not no_progress)
-    except ImportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with _output_folder(out_dir):
+        try:
+            lr = run_demo(out_dir, num_iter=num_iter, show_progress=not no_progress)
+        except ImportError as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(
         f"Suggested learning rate: {lr:.3e}" if lr is not None else "No learning rate could be suggested."
     )
@@ -329,27 +205,41 @@ def demo(out_dir: str, num_iter: int, no_progress: bool) -> None:
         sys.exit(1)
 
 
+#: The ``run`` options that are range-test settings, with their help; the defaults come from DEFAULTS.
+_SETTING_HELP = {
+    "start_lr": "First learning rate of the sweep.",
+    "end_lr": "Last learning rate of the sweep.",
+    "num_iter": "Steps (recorded points) of the sweep.",
+    "step_mode": "LR spacing.",
+    "smooth_f": "EMA weight of the newest loss.",
+    "diverge_th": "Stop when loss > this x best.",
+    "accumulation_steps": "Micro-batches per step.",
+    "use_amp": "Mixed precision (used on CUDA only).",
+    "adaptive_stop": "Also stop on a sudden sustained loss spike.",
+    "show_progress": "Show the progress bar.",
+}
+#: Flags named after what they switch, not after the setting.
+_FLAG_NAMES = {"use_amp": "amp", "show_progress": "progress"}
+
+
+def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per range-test setting, its default and type taken from ``settings.DEFAULTS``."""
+    for name, help_text in reversed(_SETTING_HELP.items()):
+        default = DEFAULTS[name]
+        flag = _FLAG_NAMES.get(name, name).replace("_", "-")
+        if isinstance(default, bool):
+            decl, kind = f"--{flag}/--no-{flag}", None
+        else:
+            decl = f"--{flag}"
+            kind = click.Choice(STEP_MODES) if name == "step_mode" else type(default)
+        option = click.option(decl, name, default=default, type=kind, show_default=True, help=help_text)
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("spec")
-@click.option(
-    "--start-lr", default=1e-7, show_default=True, type=float, help="First learning rate of the sweep."
-)
-@click.option("--end-lr", default=1.0, show_default=True, type=float, help="Last learning rate of the sweep.")
-@click.option(
-    "--num-iter", default=100, show_default=True, type=int, help="Steps (recorded points) of the sweep."
-)
-@click.option(
-    "--step-mode", default="exp", show_default=True, type=click.Choice(["exp", "linear"]), help="LR spacing."
-)
-@click.option(
-    "--smooth-f", default=0.05, show_default=True, type=float, help="EMA weight of the newest loss."
-)
-@click.option(
-    "--diverge-th", default=5.0, show_default=True, type=float, help="Stop when loss > this x best."
-)
-@click.option("--accumulation-steps", default=1, show_default=True, type=int, help="Micro-batches per step.")
-@click.option("--no-amp", is_flag=True, help="No mixed precision (it is only used on CUDA by default).")
-@click.option("--no-adaptive-stop", is_flag=True, help="Do not stop on a sudden sustained loss spike.")
+@_setting_options
 @click.option(
     "--method", default="default", show_default=True, type=click.Choice(METHODS), help="Suggestion method."
 )
@@ -364,28 +254,18 @@ def demo(out_dir: str, num_iter: int, no_progress: bool) -> None:
     help="Keyword argument for the SPEC function (repeatable), e.g. -p batch_size=64.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and the result (implies --no-progress).")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failed run.")
 def run(
     spec: str,
-    start_lr: float,
-    end_lr: float,
-    num_iter: int,
-    step_mode: str,
-    smooth_f: float,
-    diverge_th: float,
-    accumulation_steps: int,
-    no_amp: bool,
-    no_adaptive_stop: bool,
     method: str,
     out_dir: str,
     slope: bool,
     params: tuple[str, ...],
     as_json: bool,
-    no_progress: bool,
     quiet: bool,
     show_traceback: bool,
+    **options: Any,
 ) -> None:
     """Run a range test on the model that SPEC builds, print the suggestion and write the outputs.
 
@@ -396,81 +276,21 @@ def run(
     Writes lr_finder_plot.png, lr_finder_log.csv, best_lr.txt and lr_finder_summary.json into OUT
     (only those names; other files there are left alone).
     """
-    from .settings import RangeTestSettings
+    from . import spec as specs
 
-    try:
-        RangeTestSettings(
-            start_lr=start_lr,
-            end_lr=end_lr,
-            num_iter=num_iter,
-            step_mode=step_mode,
-            smooth_f=smooth_f,
-            diverge_th=diverge_th,
-            accumulation_steps=accumulation_steps,
-        )
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"invalid option: {exc}") from exc
-    kwargs = _parse_params(params)
-    out = _out_dir(out_dir)
-    try:
-        fn = load_spec(spec)
-        try:
-            inspect.signature(fn).bind(**kwargs)
-        except TypeError as exc:
-            raise InputError(
-                f"--param: {getattr(fn, '__name__', spec)}() does not accept them: {exc}"
-            ) from exc
-        except ValueError:  # no signature (a builtin): let the call decide
-            pass
-        try:
-            objects = unpack_spec(fn(**kwargs), spec)
-        except click.ClickException:
-            raise
-        except Exception as exc:
-            raise _user_code_failed(f"SPEC {spec!r}", exc) from exc
+    if quiet:
+        options["show_progress"] = False
+    settings = RangeTestSettings(**options)  # every check, before the SPEC is even imported
+    kwargs = specs.parse_params(params)
+    with _output_folder(out_dir) as out, _user_code_reported(show_traceback):
+        objects = specs.build(spec, kwargs)
         with _quiet(quiet):
-            _run(
-                spec,
-                kwargs,
-                objects,
-                out,
-                method,
-                slope,
-                as_json,
-                quiet or no_progress,
-                {
-                    "start_lr": start_lr,
-                    "end_lr": end_lr,
-                    "num_iter": num_iter,
-                    "step_mode": step_mode,
-                    "smooth_f": smooth_f,
-                    "diverge_th": diverge_th,
-                    "use_amp": not no_amp,
-                    "adaptive_stop": not no_adaptive_stop,
-                    "accumulation_steps": accumulation_steps,
-                },
-            )
-    except RunFailed as exc:
-        if show_traceback and exc.__cause__ is not None:
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
-            raise
-        if exc.__cause__ is not None:
-            hint = " (rerun with --traceback for the full traceback)"
-            raise RunFailed(exc.message + hint) from exc.__cause__
-        raise
+            finder = _range_test(spec, objects, settings)
+            _report_run(finder, spec, kwargs, out, method, slope, as_json)
 
 
-def _run(
-    spec: str,
-    kwargs: dict[str, Any],
-    objects: dict[str, Any],
-    out: Path,
-    method: str,
-    slope: bool,
-    as_json: bool,
-    hide_progress: bool,
-    range_args: dict[str, Any],
-) -> None:
+def _range_test(spec: str, objects: Mapping[str, Any], settings: RangeTestSettings) -> Any:
+    """The range test on the SPEC's objects; the library's typed errors pass, anything else is the user's."""
     from .finder import LRFinder
 
     try:
@@ -481,26 +301,26 @@ def _run(
             scaler=objects.get("scaler"),
             loss_fn=objects.get("loss_fn"),
         )
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"SPEC {spec!r} returned objects LRFinder cannot use: {exc}") from exc
+    except errors.InputError as exc:
+        raise BadInput(f"SPEC {spec!r} returned objects LRFinder cannot use: {exc}") from exc
     try:
-        finder.range_test(
-            objects["train_loader"],
-            val_loader=objects.get("val_loader"),
-            show_progress=not hide_progress,
-            **range_args,
-        )
+        finder.run(objects["train_loader"], settings, val_loader=objects.get("val_loader"))
+    except errors.InputError as exc:
+        raise BadInput(f"SPEC {spec!r}: {exc}") from exc
+    except errors.LRFinderError:
+        raise
     except Exception as exc:
-        if finder.history.num_steps == 0 and _raised_by_library_checks(exc):
-            raise InputError(f"SPEC {spec!r}: {exc}") from exc
-        raise _user_code_failed("the range test", exc) from exc
+        raise UserCodeError("the range test", exc) from exc
+    return finder
+
+
+def _report_run(
+    finder: Any, spec: str, kwargs: dict[str, Any], out: Path, method: str, slope: bool, as_json: bool
+) -> None:
     finder.history = dataclasses.replace(
         finder.history, settings={**finder.history.settings, "spec": spec, "spec_params": kwargs}
     )
-    try:
-        finder.plot(save_path=out / PLOT_NAME, method=method, show_slope=slope)
-    except OSError as exc:
-        raise RunFailed(f"cannot write the outputs into {out}: {exc}") from exc
+    finder.plot(save_path=out / PLOT_NAME, method=method, show_slope=slope)
     summary = finder.summary(method)
     written = [out / n for n in (PLOT_NAME, CSV_NAME, BEST_LR_NAME, SUMMARY_NAME) if (out / n).is_file()]
     _emit(summary, written, as_json)
@@ -519,13 +339,13 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
     """Re-analyse a saved lr_finder_log.csv and re-draw its plot, without training.
 
     Computes every method's suggestion, the optimal range and the diagnostics from the CSV's smoothed
-    loss, exactly as the run did. Writes lr_finder_plot.png, best_lr.txt and lr_finder_analysis.json
-    into OUT (the CSV and a run's lr_finder_summary.json are never rewritten).
+    loss, exactly as the run did. Writes lr_finder_analysis.png, lr_finder_analysis_best_lr.txt and
+    lr_finder_analysis.json into OUT: names of its own, so a run's files (its plot, best_lr.txt,
+    summary and CSV) are never rewritten.
     """
-    from . import files, plotting
+    from . import plotting
 
-    history = _read_log(csv_path)
-    out = _out_dir(out_dir if out_dir is not None else str(Path(csv_path).parent))
+    history = files.read_csv(csv_path)
     run_summary = _run_summary_beside(Path(csv_path), history.num_steps)
     if run_summary is not None:  # the run's settings and stop reason, for the plot's title and the JSON
         history = dataclasses.replace(
@@ -535,16 +355,14 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
     summary["source_csv"] = str(Path(csv_path))
     summary["source_summary"] = None if run_summary is None else str(Path(csv_path).parent / SUMMARY_NAME)
     result = history.analyze(method)
-    written = []
-    plot_path = out / PLOT_NAME
-    plotting.save_figure(plotting.draw(history, result, show_slope=slope), plot_path)
-    written.append(plot_path)
-    best = out / BEST_LR_NAME
-    if result.lr is not None:
-        written.append(files.write_best_lr(result.lr, best))
-    elif best.is_file():
-        best.unlink()  # an earlier value must not outlive an analysis that suggests none
-    written.append(files.write_json(summary, out / ANALYSIS_NAME))
+    with _output_folder(out_dir if out_dir is not None else Path(csv_path).parent) as out:
+        written = [plotting.save_figure(plotting.draw(history, result, show_slope=slope), out / ANALYSIS_PLOT_NAME)]
+        best = out / ANALYSIS_BEST_LR_NAME
+        if result.lr is not None:
+            written.append(files.write_best_lr(result.lr, best))
+        elif best.is_file():
+            best.unlink()  # an earlier analysis's value must not outlive one that suggests none
+        written.append(files.write_json(summary, out / ANALYSIS_JSON_NAME))
     _emit(summary, written, as_json)
     _fail_without_suggestion(summary)
 
@@ -568,7 +386,7 @@ def _labels(paths: Sequence[str], given: str | None) -> list[str]:
     if given is not None:
         labels = [x.strip() for x in given.split(",")]
         if len(labels) != len(paths):
-            raise InputError(
+            raise BadInput(
                 f"--labels has {len(labels)} label(s) for {len(paths)} CSV file(s): give one per file, "
                 "separated by commas"
             )
@@ -582,10 +400,31 @@ def _labels(paths: Sequence[str], given: str | None) -> list[str]:
     return labels
 
 
+def _compare_target(out_path: str, inputs: Sequence[str]) -> Path:
+    """The image ``compare`` writes; never a file that holds something else (an input, notes, data)."""
+    from . import plotting
+
+    try:
+        out = files.image_target(out_path, plotting.image_formats(), default_name=COMPARE_NAME)
+    except errors.InputError as exc:
+        raise BadInput(f"--out {exc}") from exc
+    if os.path.exists(out) and not os.path.isfile(out):
+        raise BadInput(f"--out {out_path}: exists and is not a file")
+    if out.resolve() in {Path(p).resolve() for p in inputs}:
+        raise BadInput(f"--out {out_path}: is one of the input CSV files; choose another name")
+    if os.path.isfile(out) and not files.looks_like_image(out):
+        raise BadInput(f"--out {out_path}: an existing file that is not an image; it is left alone")
+    return out
+
+
 @cli.command()
 @click.argument("csv_paths", metavar="CSV...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--out", "out_path", default=COMPARE_NAME, show_default=True, help="Image to write (.png, .svg, .pdf)."
+    "--out",
+    "out_path",
+    default=COMPARE_NAME,
+    show_default=True,
+    help=f"Image to write (.png, .svg, .pdf), or a folder to write {COMPARE_NAME} in.",
 )
 @click.option(
     "--labels", default=None, help="Comma-separated legend labels, one per CSV [default: folder names]."
@@ -613,57 +452,18 @@ def compare(
     """
     from . import plotting
 
-    out = Path(out_path)
-    ext = out.suffix.lower().lstrip(".")
-    formats = plotting.image_formats()
-    if ext not in formats:
-        raise InputError(
-            f"--out {out_path}: not an image file name; end it with .png, .svg or .pdf "
-            f"(supported: {', '.join(sorted(formats))})"
-        )
-    if out.exists() and not out.is_file():
-        raise InputError(f"--out {out_path}: exists and is not a file")
+    out = _compare_target(out_path, csv_paths)
     names = _labels(csv_paths, labels)
-    inputs = {Path(p).resolve() for p in csv_paths}
-    if out.resolve() in inputs:
-        raise InputError(f"--out {out_path}: is one of the input CSV files; choose another name")
-    if out.is_file() and not _looks_like_image(out):
-        raise InputError(f"--out {out_path}: an existing file that is not an image; it is left alone")
-    histories = [_read_log(p) for p in csv_paths]
+    histories = [files.read_csv(p) for p in csv_paths]
     results = [h.analyze(method) for h in histories]
     ax = plotting.draw_compare(histories, results, names, show_slope=slope, raw=raw, title=title or None)
-    plotting.save_figure(ax, out)
+    written = plotting.save_figure(ax, out)
     width = max(len(n) for n in names)
     for name, r in zip(names, results, strict=True):
         rng = f"  range {_fmt(r.low)} .. {_fmt(r.high)}" if r.low is not None and r.high is not None else ""
         tail = f"  ({r.confidence_label} confidence)" if r.lr is not None else f"  ({r.reason})"
         click.echo(f"{name:<{width}}  {_fmt(r.lr)}{rng}{tail}")
-    click.echo(f"Wrote {out}")
-
-
-_IMAGE_MAGIC = (
-    b"\x89PNG",
-    b"%PDF",
-    b"\xff\xd8\xff",
-    b"<?xml",
-    b"<svg",
-    b"%!PS",
-    b"II*\x00",
-    b"MM\x00*",
-    b"RIFF",
-)
-
-
-def _looks_like_image(path: Path) -> bool:
-    """Whether an existing file is an image (so replacing it with the new image loses no user data)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError:
-        return False
-    if not head:
-        return True  # an empty file holds nothing to lose
-    return head.lstrip().startswith(_IMAGE_MAGIC) or (b"<svg" in head and path.suffix.lower() == ".svg")
+    click.echo(f"Wrote {written}")
 
 
 def main() -> None:

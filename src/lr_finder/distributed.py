@@ -1,24 +1,30 @@
 """torch.distributed glue: ranks in lock-step, the loss averaged over ranks, rank-0 gating of I/O.
 
 Everything here is a no-op when ``torch.distributed`` is not initialised (or has one process), and for a
-model that is not wrapped in ``DistributedDataParallel``: such a model trains on its own in each process,
-so the range test runs there as in a single process (this is also what makes "run the finder on rank 0
-only, on a plain copy of the model" work without a hang).
+model that is neither wrapped in ``DistributedDataParallel`` nor sharded (``fully_shard``, or ``DTensor``
+parameters from tensor parallelism): such a model trains on its own in each process, so the range test
+runs there as in a single process (this is also what makes "run the finder on rank 0 only, on a plain copy
+of the model" work without a hang).
 
-With a DDP model, :class:`StepSync` keeps every rank at the same step:
+With a DDP or sharded model, :class:`StepSync` keeps every rank at the same step:
 
 * Each step makes **one** all-reduce, of ``[loss, failed_0, ..., failed_{world-1}]``, after every rank's
-  forward pass and *before* the backward pass. The backward pass runs DDP's gradient all-reduces, so a rank
-  that failed in its forward pass and skipped backward would leave the others blocked there; the check
-  before it lets every rank see the failure and stop at the same point. The failing rank re-raises its own
-  exception; the others raise a ``RuntimeError`` that names it. Every rank restores its own state.
+  forward pass and *before* the backward pass. The backward pass runs the model's own collectives (DDP's
+  gradient all-reduces, FSDP's all-gathers and reduce-scatters), so a rank that failed in its forward pass
+  and skipped backward would leave the others blocked there; the check before it lets every rank see the
+  failure and stop at the same point. The failing rank re-raises its own exception; the others raise a
+  ``RuntimeError`` that names it. Every rank restores its own state.
+* With gradient accumulation, DDP's earlier micro-batches run under ``no_sync`` (no collective), but a
+  sharded model's backward passes all make collectives: there the same check runs before *each*
+  micro-batch's backward pass (one all-reduce per micro-batch).
 * The next step's batches are fetched *before* that all-reduce (a prefetch of one step), so an exception in
   a rank's loader is reported in the same all-reduce: a rank that lacked a batch would otherwise skip the
-  forward pass, whose DDP pre-forward hook broadcasts buffers (a collective the other ranks would wait in).
-  One extra all-reduce checks the first step's batches before the sweep starts.
+  forward pass, whose collectives (DDP's buffer broadcast, FSDP's all-gathers) the other ranks would wait
+  in. One extra all-reduce checks the first step's batches before the sweep starts.
 * The recorded loss is the mean over ranks of each rank's loss, so every rank sees the same curve (bit for
   bit: an all-reduce gives every rank the same sum), applies the same stop rule at the same step and
-  returns the same suggestion.
+  returns the same suggestion. (Tensor-parallel ranks that share a batch have the same loss, so the mean
+  is over the data-parallel replicas.)
 * On CUDA the result of that all-reduce is needed on the host every step, to decide before the backward
   pass whether to go on: one device synchronisation per step. The host waits for the forward pass (and
   the tiny all-reduce) before it queues the backward pass, so the GPU idles for the kernel-launch latency
@@ -26,13 +32,20 @@ With a DDP model, :class:`StepSync` keeps every rank at the same step:
   then on the host already; the sweep still reads it back with its usual one-step lag on CUDA, the same on
   every rank, so the ranks still stop together (one step late, as in a single process).
 * With ``val_loader`` the per-rank validation loss is averaged in a second all-reduce per step (with its
-  own failure flags); validation runs on the module inside DDP, so it makes no collective of its own.
+  own failure flags). Under DDP validation runs on the module inside DDP, with no collective of its own; a
+  sharded model can only run as a whole, so its validation forward passes make collectives too.
 
-Not coordinated (they end with the process-group timeout, as in any DDP training): a failure in creating
-the loader's iterator at the start of the sweep, in the host-to-device copy of a batch, in the backward
-pass or in the optimizer step, a rank that dies outright (the others then get a connection error at the
-next all-reduce), and models whose *forward pass* makes collectives (``SyncBatchNorm``) when a rank fails
-before one of them.
+A sharded model is snapshot rank by rank: each rank saves and restores its own shards (a ``DTensor``'s
+local tensor, in place, see :mod:`lr_finder.state`), never the whole model, and no collective is made for
+it. :func:`reset_sharded` puts ``fully_shard`` modules back in their resting (sharded) state before the
+snapshot and before the restore.
+
+Not coordinated (they end with the process-group timeout, as in any distributed training): a failure in
+creating the loader's iterator at the start of the sweep, in the host-to-device copy of a batch, in the
+backward pass or in the optimizer step, a rank that dies outright (the others then get a connection error
+at the next all-reduce), a failure *inside* the forward pass of a model whose forward pass makes
+collectives (``SyncBatchNorm``, and every sharded model: FSDP's all-gathers, tensor parallelism's
+reductions) before the last of them, and a failure during a sharded model's validation.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ from typing import Any
 import torch
 
 from ._logging import logger
+from .errors import InputTypeError
 
 
 def is_active() -> bool:
@@ -80,60 +94,107 @@ def find_ddp(model: torch.nn.Module) -> torch.nn.parallel.DistributedDataParalle
     return None
 
 
-_FSDP_FIX = (
-    "A range test must snapshot and restore every parameter bit for bit, and it cannot do that for sharded "
-    "parameters. Run it before sharding instead: on the plain (unsharded) model in one process, or wrapped "
-    "in torch.nn.parallel.DistributedDataParallel on the same ranks and with the same per-rank batch size "
-    "(then the suggestion is for the same global batch); apply fully_shard / FSDP afterwards and train with "
-    "the suggested LR."
-)
+def _fsdp2_modules(model: torch.nn.Module) -> list[tuple[str, Any]]:
+    """The modules ``fully_shard`` (FSDP2) was applied to, with their names, outermost first."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch < 2.6 or built without distributed
+        return []
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, FSDPModule)]
+
+
+def _dtensor_type() -> type | None:
+    import sys
+
+    module = sys.modules.get("torch.distributed.tensor")  # a DTensor exists only once this was imported
+    return None if module is None else module.DTensor
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has ``fully_shard`` modules or ``DTensor`` parameters (tensor parallelism)."""
+    if _fsdp2_modules(model):
+        return True
+    dtensor = _dtensor_type()
+    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
 
 
 def check_supported(model: torch.nn.Module) -> None:
-    """Refuse FSDP (``fully_shard``, ``FullyShardedDataParallel``) and DTensor parameters, saying why."""
+    """Refuse what the range test cannot snapshot or drive in lock-step, saying what is supported.
+
+    Refused: ``FullyShardedDataParallel`` (FSDP1: its flat parameters are swapped between sharded and
+    unsharded views, with no public way to put them back after a step that failed half-way).
+    """
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel
     except ImportError:  # pragma: no cover - torch built without distributed
         return
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover - torch < 2.6
-        FSDPModule = ()  # type: ignore[assignment,misc]  # noqa: N806
     for name, module in model.named_modules():
-        if isinstance(module, (FullyShardedDataParallel, FSDPModule)):
-            fsdp1 = isinstance(module, FullyShardedDataParallel)
-            kind = "FullyShardedDataParallel" if fsdp1 else "fully_shard"
+        if isinstance(module, FullyShardedDataParallel):
             where = f"module {name!r}" if name else "the model itself"
-            raise TypeError(f"LRFinder does not support FSDP-sharded models ({kind} on {where}). {_FSDP_FIX}")
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover - torch < 2.4
-        return
-    for name, p in model.named_parameters():
-        if isinstance(p, DTensor):
-            raise TypeError(
-                f"LRFinder does not support sharded (DTensor) parameters such as {name!r} (FSDP2, tensor "
-                "or sequence parallelism). " + _FSDP_FIX
+            raise InputTypeError(
+                f"FullyShardedDataParallel (FSDP1) on {where} is not supported: shard with "
+                "torch.distributed.fsdp.fully_shard (FSDP2) instead; supported are DistributedDataParallel, "
+                "fully_shard and DTensor (tensor-parallel) models"
             )
 
 
+def policy_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The compute dtype set by a ``fully_shard`` ``MixedPrecisionPolicy`` of ``model`` (its ``param_dtype``).
+
+    Where one is set, it decides the precision of the range test, as it will of training: the finder's own
+    autocast is then off (a second cast on top would change what the test measures), and only a GradScaler
+    passed as ``scaler`` is used (for an fp16 policy).
+    """
+    for _, module in _fsdp2_modules(model):
+        policy = getattr(module._get_fsdp_state(), "_mp_policy", None)  # no public accessor in torch 2.13
+        dtype = getattr(policy, "param_dtype", None)
+        if dtype is not None:
+            return dtype
+    return None
+
+
+def reset_sharded(model: torch.nn.Module) -> None:
+    """Put every ``fully_shard`` module of ``model`` back in its resting state: sharded, between steps.
+
+    After a forward pass with no backward (validation under ``no_grad``, or a step stopped by an exception
+    before its backward pass), the root module keeps its *unsharded* parameters registered, and the next
+    forward pass would reuse them instead of all-gathering the shards. The snapshot must see the sharded
+    parameters (a rank's own shards, never the whole model), and a restore writes into the shards, so this
+    runs before both. It makes no collective: FSDP only waits for its own pending work and frees memory.
+    """
+    fsdp = _fsdp2_modules(model)
+    inner = {id(m) for _, outer in fsdp for m in outer.modules() if m is not outer}
+    for _, module in fsdp:
+        if id(module) in inner:
+            continue  # reset through its outermost fully_shard module (the root FSDP requires)
+        if getattr(module._get_fsdp_state(), "_is_root", None) is None:
+            continue  # never run forward: still sharded as fully_shard left it (and FSDP not yet set up)
+        reset = getattr(module, "reset_iter_state", None)
+        if reset is not None:
+            reset()
+        else:  # pragma: no cover - torch before reset_iter_state: reshard what can be resharded
+            for _, m in fsdp:
+                m.reshard()
+
+
 def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
-    """The lock-step driver for a DDP model in a process group of several processes, else ``None``."""
+    """The lock-step driver for a DDP or ``fully_shard`` model across several processes, else ``None``."""
     if not is_active():
         return None
     ddp = find_ddp(model)
-    if ddp is None:
+    owner = ddp if ddp is not None else model if is_sharded(model) else None
+    if owner is None:
         logger.info(
-            "torch.distributed is initialised but the model is not wrapped in DistributedDataParallel: "
-            "rank %d runs its own range test, with no averaging over ranks (wrap it in DDP for a test at "
-            "the global batch size)",
+            "torch.distributed is initialised but the model is neither wrapped in DistributedDataParallel nor "
+            "sharded with fully_shard: rank %d runs its own range test, with no averaging over ranks (wrap "
+            "it in DDP for a test at the global batch size)",
             rank(),
         )
         return None
-    # The all-reduce buffer lives where DDP's own gradients do (NCCL needs this rank's GPU, and a bare
-    # device="cuda" would mean GPU 0 on every rank).
-    param = next(ddp.parameters(), None)
-    return StepSync(device if param is None else param.device)
+    # The all-reduce buffer lives where the model's own collectives do (NCCL needs this rank's GPU, and a
+    # bare device="cuda" would mean GPU 0 on every rank); a sharded parameter's device is its shard's.
+    param = next(owner.parameters(), None)
+    return StepSync(device if param is None else param.device, every_micro_batch=ddp is None)
 
 
 class StepSync:
@@ -144,12 +205,15 @@ class StepSync:
     the batches it prefetched.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, every_micro_batch: bool = False) -> None:
         import torch.distributed as dist
 
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
         self.device = device
+        # Under fully_shard every backward pass makes collectives, the accumulated micro-batches' too (DDP
+        # skips them under no_sync): the ranks then check for failures before each micro-batch's backward.
+        self.every_micro_batch = every_micro_batch
         self._queue: deque[Any] = deque()
         self._stream: Any = None
         self._per_step = 1
@@ -224,11 +288,11 @@ class StepSync:
             raise self._others_failed(failed, "the first batches of its loader")
         return self
 
-    def step(self, run: Callable[[Callable[[torch.Tensor], None]], Any]) -> torch.Tensor:
+    def step(self, run: Callable[[Callable[[torch.Tensor, bool], None]], Any]) -> torch.Tensor:
         """Run one training step as ``run(before_backward)``; returns the loss averaged over ranks.
 
-        ``run`` must call ``before_backward(mean_loss_of_the_step)`` after the last micro-batch's forward
-        pass and before its backward pass (``train_step`` does).
+        ``run`` must call ``before_backward(mean_loss_of_the_step, last)`` after each micro-batch's forward
+        pass and before its backward pass (``Trainer.step`` does); ``last`` marks the step's last one.
         """
         self._checked = False
         self._mean = None
@@ -242,7 +306,15 @@ class StepSync:
             raise RuntimeError("lr_finder internal error: the training step did not call before_backward")
         return self._mean
 
-    def _before_backward(self, loss: torch.Tensor) -> None:
+    def _before_backward(self, loss: torch.Tensor, last: bool = True) -> None:
+        if not last:
+            if self.every_micro_batch:
+                self._checked = True
+                _, failed = self._exchange(loss)
+                if failed:
+                    raise self._others_failed(failed, "its forward pass or its loss")
+                self._checked = False  # a failure later in this step is still this rank's to report
+            return
         error = self._prefetch()  # the next step's batches, so that a loader error is seen in this all-reduce
         self._checked = True
         mean, failed = self._exchange(None if error is not None else loss)

@@ -1,7 +1,9 @@
-"""Files: the CSV log, ``best_lr.txt`` and JSON summaries, written atomically, and the CSV reader.
+"""Files: the CSV log, ``best_lr.txt``, JSON summaries and images, written atomically; the CSV reader.
 
 A crash never leaves a truncated file where a good one was: every file is written to a temporary file in
-the same folder and renamed over the target.
+the same folder and renamed over the target. The file gets the permissions a plain ``open(path, "w")``
+would give it (``0666`` less the umask, or the mode of the file it replaces), and every error names the
+user's path, never the temporary file.
 """
 
 from __future__ import annotations
@@ -15,19 +17,26 @@ import json
 import math
 import os
 import platform
+import secrets
+import stat
 import sys
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import InputError
+from .errors import InputError, StorageError
 from .history import History
 
 CSV_NAME = "lr_finder_log.csv"
 BEST_LR_NAME = "best_lr.txt"
 PLOT_NAME = "lr_finder_plot.png"
 SUMMARY_NAME = "lr_finder_summary.json"
+#: What ``lr-finder analyze`` writes: names of its own, so a run's files are never rewritten.
+ANALYSIS_PLOT_NAME = "lr_finder_analysis.png"
+ANALYSIS_BEST_LR_NAME = "lr_finder_analysis_best_lr.txt"
+ANALYSIS_JSON_NAME = "lr_finder_analysis.json"
+#: The default image of ``lr-finder compare``.
+COMPARE_NAME = "lr_finder_compare.png"
 CSV_COLUMNS = ("step", "lr", "raw_loss", "loss")
 
 
@@ -35,22 +44,136 @@ class CSVFormatError(InputError):
     """A CSV file that is not a readable LR finder log; the message names the file and the problem."""
 
 
+def _reason(exc: OSError) -> str:
+    """The OS's words for a failure, without the file name it carries (which may be a temporary file)."""
+    return exc.strerror or str(exc)
+
+
+def make_dirs(path: str | os.PathLike[str]) -> list[Path]:
+    """Create the folder ``path`` and its missing parents; return the folders created, outermost first.
+
+    Raises:
+        StorageError: naming ``path``: a file stands where a folder must be, or the OS refuses.
+    """
+    folder = Path(path)
+    chain = [*reversed(folder.parents), folder]
+    # os.path's checks, not Path's: they answer False where Path raises (a name too long, for one)
+    blocker = next((p for p in chain if os.path.exists(p) and not os.path.isdir(p)), None)
+    if blocker == folder:
+        raise StorageError(f"{path}: exists and is not a folder")
+    if blocker is not None:
+        raise StorageError(f"{path}: cannot create the folder, {blocker} is a file")
+    created = [p for p in chain if not os.path.exists(p)]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot create the folder ({_reason(exc)})") from exc
+    return created
+
+
+def _open_temp(target: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``target``, created with the mode ``open(target, "w")`` would give.
+
+    ``tempfile.mkstemp`` makes every file 0600 whatever the umask, so another user or a web server could
+    not read ``best_lr.txt``; creating with 0666 lets the OS apply the umask, and a file being replaced
+    keeps its own mode, as it would when opened for writing.
+    """
+    try:
+        keep: int | None = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        keep = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {_reason(exc)}") from exc
+        if keep is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, keep)
+        return fd, tmp
+    raise StorageError(f"cannot write {target}: no free temporary name in {target.parent}")
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Write a file through ``write(binary_file)`` into a temp file beside ``path``, then rename it over."""
+    """Write a file through ``write(binary_file)`` into a temp file beside ``path``, then rename it over.
+
+    Folders are created. Raises :class:`~lr_finder.errors.StorageError` naming ``path`` when the folder
+    cannot be made, ``path`` is a folder, or the OS refuses the write (the old file is then untouched).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if os.path.isdir(target):
+        raise StorageError(f"{path}: is a folder; give a file name")
+    try:
+        make_dirs(target.parent)
+    except StorageError as exc:
+        raise StorageError(f"cannot write {target}: {exc}") from exc
+    fd, tmp = _open_temp(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise StorageError(f"cannot write {target}: {_reason(exc)}") from exc
         raise
     return target
+
+
+def image_target(
+    path: str | os.PathLike[str], formats: Collection[str], default_name: str = PLOT_NAME
+) -> Path:
+    """The image file ``path`` names: a folder (existing, or written with a trailing ``/``) gets
+    ``default_name`` inside it; otherwise the name must end in one of ``formats`` (``png``, ``svg``, ...).
+
+    Raises:
+        InputError: naming ``path`` and the accepted extensions, before anything is drawn or written.
+    """
+    text = os.fspath(path)
+    target = Path(text)
+    if text.endswith(tuple(s for s in (os.sep, os.altsep, "/") if s)) or os.path.isdir(target):
+        target = target / default_name
+    ext = target.suffix.lower().lstrip(".")
+    if ext not in formats:
+        problem = "has no file extension" if not ext else f"ends in .{ext}, not an image format"
+        example = target.with_suffix(".png") if ext else f"{text}.png"
+        raise InputError(
+            f"{text}: {problem}; name an image file such as {example} (accepted: "
+            f"{', '.join(sorted(formats))}), or a folder ending in '/' to get {default_name} in it"
+        )
+    return target
+
+
+#: How the image formats matplotlib writes begin (SVG may open with an XML prolog or whitespace).
+_IMAGE_MAGIC = (
+    b"\x89PNG",
+    b"%PDF",
+    b"\xff\xd8\xff",
+    b"<?xml",
+    b"<svg",
+    b"%!PS",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF",
+)
+
+
+def looks_like_image(path: str | os.PathLike[str]) -> bool:
+    """Whether an existing file is an image (so replacing it with a new image loses no user data)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if not head:
+        return True  # an empty file holds nothing to lose
+    return head.lstrip().startswith(_IMAGE_MAGIC) or (b"<svg" in head and Path(path).suffix.lower() == ".svg")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -74,9 +197,13 @@ def write_csv(history: History, path: str | os.PathLike[str]) -> Path:
 def read_csv(path: str | os.PathLike[str]) -> History:
     """Read a log written by :func:`write_csv` back into a :class:`History`.
 
+    The one reader of range-test logs (the API and the ``lr-finder`` command use it alike), and a strict
+    one: a sweep records finite losses at a rising LR, so anything else is not a range-test log.
+
     Raises:
-        CSVFormatError: the file is missing, empty, lacks a column, or holds text where a number must be.
-            Non-finite losses (``nan``, ``inf``) are legal and kept.
+        CSVFormatError: naming the file and the line: the file is missing, unreadable or empty, lacks a
+            column, holds text where a number must be, a loss that is not finite (``nan``, ``inf``), or an
+            LR that is not positive or falls below the previous row's.
     """
     p = Path(path)
     try:
@@ -88,37 +215,58 @@ def read_csv(path: str | os.PathLike[str]) -> History:
 
 def parse_csv(text: str, name: str = "<csv>") -> History:
     """Parse the text of an LR finder CSV log (see :func:`read_csv`)."""
-    rows = list(csv.reader(_io.StringIO(text)))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    reader = csv.reader(_io.StringIO(text))
+    rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     if not rows:
         raise CSVFormatError(f"{name}: the file is empty; expected a header {','.join(CSV_COLUMNS)} and rows")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     missing = [c for c in ("lr", "loss") if c not in header]
     if missing:
         raise CSVFormatError(
             f"{name}: missing column(s) {', '.join(missing)}; the header is {','.join(header)}"
         )
+    if len(rows) == 1:
+        raise CSVFormatError(f"{name}: the file has a header but no rows")
     cols = {c: header.index(c) for c in ("lr", "raw_loss", "loss") if c in header}
     out: dict[str, list[float]] = {c: [] for c in cols}
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in rows[1:]:
         for c, j in cols.items():
-            if j >= len(row):
-                raise CSVFormatError(f"{name}, line {lineno}: no value in column {c!r}")
-            cell = row[j].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                raise CSVFormatError(
-                    f"{name}, line {lineno}: column {c!r} holds {cell!r}, not a number"
-                ) from None
-            out[c].append(value)
-    if not out["lr"]:
-        raise CSVFormatError(f"{name}: the file has a header but no rows")
-    bad = [v for v in out["lr"] if not (math.isfinite(v) and v > 0)]
-    if bad:
-        raise CSVFormatError(f"{name}: column 'lr' must hold positive finite numbers, found {bad[0]!r}")
+            out[c].append(_number(row, j, c, f"{name}, line {lineno}"))
+    _check_curve(out, [n for n, _ in rows[1:]], name)
     raw = out.get("raw_loss", out["loss"])
     return History(tuple(out["lr"]), tuple(out["loss"]), tuple(raw))
+
+
+def _number(row: list[str], j: int, column: str, where: str) -> float:
+    if j >= len(row):
+        raise CSVFormatError(f"{where}: no value in column {column!r}")
+    cell = row[j].strip()
+    try:
+        return float(cell)
+    except ValueError:
+        raise CSVFormatError(f"{where}: column {column!r} holds {cell!r}, not a number") from None
+
+
+def _check_curve(columns: dict[str, list[float]], lines: list[int], name: str) -> None:
+    """What makes the numbers a range-test curve: finite losses, at positive LRs that never fall."""
+    lrs = columns["lr"]
+    for k, lr in enumerate(lrs):
+        if not (math.isfinite(lr) and lr > 0):
+            raise CSVFormatError(
+                f"{name}, line {lines[k]}: column 'lr' must hold positive finite numbers, found {lr!r}"
+            )
+        if k and not lr >= lrs[k - 1]:
+            raise CSVFormatError(
+                f"{name}, line {lines[k]}: lr {lr!r} is below the previous row's {lrs[k - 1]!r}; a "
+                "range-test log has one row per step, the LR rising"
+            )
+    for column in ("loss", "raw_loss"):
+        for k, v in enumerate(columns.get(column, ())):
+            if not math.isfinite(v):
+                raise CSVFormatError(
+                    f"{name}, line {lines[k]}: column {column!r} holds {v!r}; a range-test log holds "
+                    "finite losses only (the sweep stops before recording a non-finite loss)"
+                )
 
 
 def write_best_lr(lr: float, path: str | os.PathLike[str]) -> Path:
@@ -126,13 +274,14 @@ def write_best_lr(lr: float, path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, f"{float(lr)!r}\n")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` as data ``json.dumps`` accepts: non-finite floats become ``None``, unknown objects their ``str``."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
@@ -156,7 +305,7 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
     range and diagnostics, and every method's suggestion. Works on a history read back from a CSV (no
     settings, no timing: those entries are ``None``).
     """
-    from . import __version__
+    from ._version import __version__
     from .smoothing import HAVE_SCIPY
     from .suggestion import DEFAULT_METHOD, available_methods
 
@@ -200,4 +349,4 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``data`` as indented JSON (non-finite floats become null, unknown objects their ``str``)."""
-    return atomic_write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n")

@@ -23,9 +23,9 @@ from .history import History
 from .loaders import BatchStream, LoaderBookkeeping
 from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag
-from .state import Snapshot, capture
+from .state import PinnedPool, Snapshot, capture
 from .suggestion import Suggestion
-from .training import GroupSchedule, Recorder, Trainer, resolve_amp, sweep
+from .training import Amp, GroupSchedule, Recorder, StopRule, Trainer, resolve_amp, sweep
 from .validation import (
     check_loader,
     check_not_a_loader,
@@ -102,6 +102,7 @@ class LRFinder:
         self.loss_fn = loss_fn
         self.history = History()
         self._snapshot: Snapshot | None = None
+        self._pinned = PinnedPool()  # page-locked host memory for CUDA snapshots, kept across this finder's tests
         self._settings: RangeTestSettings | None = None
 
     # -- the test ---------------------------------------------------------------------------------
@@ -181,11 +182,14 @@ class LRFinder:
         *,
         val_loader: Iterable[Any] | None = None,
         schedule: GroupSchedule | None = None,
+        stop: StopRule | None = None,
     ) -> History:
         """:meth:`range_test` from a :class:`~lr_finder.settings.RangeTestSettings`.
 
         ``schedule(step) -> (recorded_lr, one LR per param group)`` replaces the default sweep, in which
         every group follows ``settings.lr(step)`` at its ratio to the first group with a positive LR.
+        ``stop(raw_losses) -> reason or None`` replaces the divergence and spike stop rules (see
+        :class:`lr_finder.training.Recorder`); a non-finite loss still stops the sweep at once.
         """
         check_loader(train_loader, "train_loader", settings.batches_needed)
         if val_loader is not None:
@@ -204,7 +208,7 @@ class LRFinder:
         if sync is not None:
             recorded["world_size"] = sync.world
         self._settings = settings
-        record = Recorder()
+        record = Recorder(stop=stop)
         start = time.perf_counter()
         try:
             self._sweep(record, trainer, (train_loader, val_loader), settings,
@@ -228,6 +232,10 @@ class LRFinder:
 
     def _trainer(self, settings: RangeTestSettings) -> Trainer:
         amp = resolve_amp(self.device, settings.use_amp, settings.amp_dtype, self.scaler)
+        policy = distributed.policy_dtype(self.model)
+        if policy is not None and (amp.dtype is not None or amp.scaler is not self.scaler):
+            logger.info("fully_shard's MixedPrecisionPolicy(param_dtype=%s) sets the precision: autocast off", policy)
+            amp = Amp(self.device.type, None, self.scaler)
         return Trainer(self.model, self.optimizer, self.criterion, self.loss_fn, amp, self.device,
                        settings.accumulation_steps, settings.non_blocking_transfer)
 
@@ -242,6 +250,7 @@ class LRFinder:
     ) -> None:
         """Snapshot, sweep into ``record``, and restore on every exit path (exceptions and Ctrl-C too)."""
         train_loader, val_loader = loaders
+        distributed.reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
         snapshot = capture(
             self.model,
             self.optimizer,
@@ -250,6 +259,7 @@ class LRFinder:
             generators=_loader_generators(train_loader) + _loader_generators(val_loader),
             memory_cache=self.memory_cache,
             cache_dir=self.cache_dir,
+            pinned=self._pinned,
         )
         self._snapshot = snapshot
         bar = tqdm(total=settings.num_iter, desc="Finding LR",
@@ -266,6 +276,7 @@ class LRFinder:
                 stream.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
             val_books.restore()
             try:
+                distributed.reset_sharded(self.model)  # the restore writes into the shards the next step reads
                 snapshot.restore()
             finally:
                 snapshot.discard()
@@ -382,7 +393,9 @@ class LRFinder:
         """Draw the curve, save the files, and return the suggested LR (``None`` when there is none).
 
         Args:
-            save_path: where to save the image (folders are created); not saved when ``None``.
+            save_path: the image file to write (folders are created; ``.png``, ``.svg``, ``.pdf``, ...),
+                or a folder (existing, or ending in ``/``) to write ``lr_finder_plot.png`` in; not saved
+                when ``None``. A name without an image extension raises ``InputError`` before drawing.
             suggest: mark the suggestion and the zones on the plot.
             save_csv: write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into
                 ``cache_dir`` when given, else beside the plot, else the working directory.
@@ -392,15 +405,20 @@ class LRFinder:
             method: the suggestion method (see :func:`lr_finder.available_methods`).
             show_slope: add a panel below the curve with the slope the suggestion reads (d log loss /
                 d log10 LR of the smoothed curve); on ``ax``'s figure it is inset below ``ax``.
+
+        Raises:
+            InputError: ``save_path`` names no image file (checked before anything is drawn).
+            StorageError: a folder cannot be created or a file written; the message names the user's path.
         """
         self._require_history("plot()")
+        target = None if save_path is None else files.image_target(save_path, plotting.image_formats())
         result = self.suggestion(method)
         self._log_suggestion(result)
         main = distributed.is_main()
         if main:
-            self._draw(result if suggest else None, save_path, annotate, ax, show_slope)
+            self._draw(result if suggest else None, target, annotate, ax, show_slope)
             if save_csv:
-                self.save(self._output_dir(save_path), result)
+                self.save(self._output_dir(target), result)
         if auto_reset:
             self.reset()
         return result.lr
@@ -411,8 +429,8 @@ class LRFinder:
         if ax is not None or save_path is not None:
             ax = plotting.draw(self.history, result, ax, annotate=annotate, show_slope=show_slope)
             if save_path is not None:
-                plotting.save_figure(ax, save_path)
-                logger.info("LR Finder plot saved to %s", save_path)
+                written = plotting.save_figure(ax, save_path)
+                logger.info("LR Finder plot saved to %s", written)
             return
         import matplotlib
         import matplotlib.pyplot as plt
@@ -425,11 +443,12 @@ class LRFinder:
         else:  # pragma: no cover - needs a display
             plt.show()
 
-    def _output_dir(self, save_path: Any) -> Path:
+    def _output_dir(self, image: Path | None) -> Path:
+        """Where :meth:`plot` writes the CSV, ``best_lr.txt`` and the summary (``image`` is resolved)."""
         if self.cache_dir is not None:
             return self.cache_dir
-        if save_path is not None:
-            return Path(save_path).parent
+        if image is not None:
+            return image.parent
         return Path.cwd()
 
     def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
@@ -471,13 +490,16 @@ class LRFinder:
             logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
     def close(self) -> None:
-        """Restore if a test is in flight and free its snapshot (memory and disk)."""
-        if self._snapshot is not None:
-            try:
-                self._snapshot.restore()
-            finally:
-                self._snapshot.discard()
-                self._snapshot = None
+        """Restore if a test is in flight and free its snapshot (memory and disk) and its pinned host memory."""
+        try:
+            if self._snapshot is not None:
+                try:
+                    self._snapshot.restore()
+                finally:
+                    self._snapshot.discard()
+                    self._snapshot = None
+        finally:
+            self._pinned.release()
 
     def __enter__(self) -> LRFinder:
         return self

@@ -2,7 +2,9 @@
 
 :func:`draw` draws one curve (zones, suggestion, raw loss faint behind the smoothed one), optionally with a
 second panel showing the slope the suggestion is computed from (:func:`draw_slope`); :func:`draw_compare`
-overlays several curves. Nothing here computes a suggestion: the callers pass :class:`Suggestion` objects.
+overlays several curves. Nothing here computes a suggestion or smooths a curve: the callers pass
+:class:`Suggestion` objects, and the smoothed loss and its slope are the analysis's own
+(:func:`lr_finder.suggestion.prepare`), so the plot shows exactly what the suggestion read.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .history import History
-from .smoothing import smooth
 from .suggestion import Curve, Suggestion, prepare
 
 ZONE_COLORS = {"low": "#f6d743", "optimal": "#5cb85c", "high": "#d9534f"}
@@ -64,34 +67,35 @@ def new_figure(show_slope: bool = False, *, pyplot: bool = False) -> tuple[Any, 
     return fig, ax, slope_ax
 
 
-def smoothed_curve(history: History) -> np.ndarray:
-    """The raw loss smoothed without lag: the curve the suggestion reads (before its cap), for drawing.
+def analysis_curve(history: History) -> Curve | str:
+    """The curve the suggestion reads (the raw loss, cleaned, capped, smoothed), or why there is none."""
+    if not len(history.lr):
+        return "no points recorded"
+    return prepare(history.lr, history.raw_loss)
 
-    ``history.loss``, the EMA, lags the raw loss by about ``1 / smooth_f`` steps; drawn with the
-    suggestion, it would put the marker on the wrong part of the descent.
+
+def smoothed_curve(history: History, curve: Curve | str | None = None) -> np.ndarray:
+    """The analysis's smoothed loss, one value per step of ``history`` (NaN where it says nothing).
+
+    It is the curve the suggestion reads: the raw loss, capped at its starting level and smoothed without
+    lag (``history.loss``, the EMA, lags about ``1 / smooth_f`` steps and would put the marker on the
+    wrong part of the descent). It ends where, past the minimum, it reaches the cap: the loss exploded
+    there, and the raw loss drawn behind shows how far.
     """
-    raw = np.asarray(history.raw_loss, dtype=float)
-    out = raw.copy()
-    ok = np.isfinite(raw)
-    if np.count_nonzero(ok) >= 3:
-        v = raw[ok]
-        with np.errstate(all="ignore"):
-            if np.all(v > 0):
-                # capped at twice the starting level (above the top of the plot): an explosion of many
-                # orders of magnitude would make the smoother ring and dig a false dip before it
-                start = float(np.median(v[: max(3, v.size // 10)]))
-                out[ok] = np.exp(smooth(np.log(np.minimum(v, 2.0 * start))))
-            else:
-                out[ok] = smooth(v)
+    curve = analysis_curve(history) if curve is None else curve
+    out = np.full(len(history.lr), np.nan)
+    if not isinstance(curve, str):
+        stop = curve.informative
+        out[curve.index[:stop]] = curve.loss[:stop]
     return out
 
 
 def y_limits(loss: np.ndarray, raw: np.ndarray | None = None) -> tuple[float, float] | None:
     """Limits that show the descent in detail and are not crushed by the final explosion.
 
-    The top leaves room above the starting loss (for the labels) but stops well short of the explosion;
-    the bottom shows the lowest smoothed loss and the raw loss around it (bounded, so that one wild raw
-    point cannot squash the curve).
+    From values observed only, of any sign: the top leaves room above the starting loss (for the labels)
+    but stops well short of the explosion; the bottom shows the lowest smoothed loss and the raw loss
+    around it (bounded, so that one wild raw point cannot squash the curve).
     """
     loss = np.asarray(loss, dtype=float)
     finite = loss[np.isfinite(loss)]
@@ -132,13 +136,16 @@ def _value_at(lrs: np.ndarray, values: np.ndarray, lr: float, index: int | None)
 
 
 def _zones(ax: Any, suggestion: Suggestion | None, lo_lr: float, hi_lr: float, label: bool = True) -> None:
+    """Too low up to the optimal zone, optimal, and too high only where the loss rises (from its
+    minimum on); between the optimal zone and the minimum the loss still falls, slower: no colour."""
     if suggestion is None or suggestion.low is None or suggestion.high is None:
         return
-    spans = (
+    spans = [
         (lo_lr, suggestion.low, "low", 0.18, "too low"),
         (suggestion.low, suggestion.high, "optimal", 0.25, "optimal"),
-        (suggestion.high, hi_lr, "high", 0.15, "too high"),
-    )
+    ]
+    if suggestion.rises_from is not None:
+        spans.append((max(suggestion.rises_from, suggestion.high), hi_lr, "high", 0.15, "too high"))
     for a, b, key, alpha, name in spans:
         if b > a:
             ax.axvspan(a, b, color=ZONE_COLORS[key], alpha=alpha, linewidth=0, label=name if label else None)
@@ -159,6 +166,15 @@ def _wrap(text: str, width: int = 105) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _legend(ax: Any, **kw: Any) -> None:
+    """Outside the axes, on the right, where it cannot cover the curve, when the figure lays itself out
+    (ours do); on a caller's figure without a layout engine, where it covers the fewest points."""
+    if ax.figure.get_layout_engine() is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+    else:
+        ax.legend(loc="best", **kw)
 
 
 def draw(
@@ -188,61 +204,96 @@ def draw(
         slope_ax = slope_ax if slope_ax is not None else made
     elif show_slope and slope_ax is None:
         slope_ax = _append_below(ax)
-    lrs = np.asarray(history.lr, dtype=float)
-    loss = smoothed_curve(history)
-    raw = np.asarray(history.raw_loss, dtype=float)
-    if lrs.size:
-        ax.plot(lrs, raw, color="0.45", alpha=0.3, linewidth=1, label="raw loss")
-        ax.plot(lrs, loss, color="#1f4e9c", linewidth=2, label="smoothed loss")
-        ax.set_xscale("log")
-        lim = y_limits(loss, raw)
-        if lim is not None:
-            ax.set_ylim(*lim)
-        lo_lr, hi_lr = float(np.min(lrs)), float(np.max(lrs))
-        if zones:
-            _zones(ax, suggestion, lo_lr, hi_lr)
-        if suggestion is not None and suggestion.lr is not None:
-            _mark(ax, lrs, loss, suggestion, lo_lr, hi_lr, annotate)
-        if hi_lr > lo_lr:
-            ax.set_xlim(lo_lr, hi_lr)
-    else:
-        ax.text(0.5, 0.5, "no points recorded", ha="center", va="center", transform=ax.transAxes)
+    curve = analysis_curve(history)
+    _draw_loss(ax, history, curve, suggestion, annotate=annotate, zones=zones)
     ax.set_ylabel("loss (smoothed, raw faint)")
     if title:
         n = len(history.lr)
         ax.set_title(f"{title} ({n} steps, stopped early)" if history.stop_reason else title)
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+        _legend(ax, fontsize=8, framealpha=0.9)
     bottom = ax
     if slope_ax is not None:
-        draw_slope(history, suggestion, slope_ax, zones=zones)
+        draw_slope(history, suggestion, slope_ax, zones=zones, curve=curve)
         ax.tick_params(labelbottom=False)
         bottom = slope_ax
     bottom.set_xlabel("learning rate (log scale)")
     if notes:
-        found = _notes(suggestion, history)
-        if found:
-            bottom.annotate(
-                "\n".join(_wrap("note: " + n) for n in found[:4]),
-                xy=(0.0, 0.0),
-                xycoords=("axes fraction", bottom.xaxis.label),
-                xytext=(0, -4),
-                textcoords="offset points",
-                ha="left",
-                va="top",
-                fontsize=8,
-                color="#8a4b00",
-                annotation_clip=False,
-            ).set_in_layout(True)
+        _write_notes(bottom, _notes(suggestion, history))
     return ax
 
 
-def _append_below(ax: Any) -> Any:
-    """A slope axes below a caller's ``ax``, sharing its x axis; ``ax`` shrinks to make room."""
-    from mpl_toolkits.axes_grid1 import make_axes_locatable
+def _draw_loss(
+    ax: Any, history: History, curve: Curve | str, suggestion: Suggestion | None, *, annotate: bool, zones: bool
+) -> None:
+    """The raw loss, the analysis's smoothed loss, the zones and the suggestion, on the loss axes."""
+    lrs = np.asarray(history.lr, dtype=float)
+    raw = np.asarray(history.raw_loss, dtype=float)
+    if not np.isfinite(raw).any():
+        text = "no points recorded" if not lrs.size else "no finite loss recorded"
+        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    if not lrs.size:
+        return
+    loss = smoothed_curve(history, curve)
+    ax.plot(lrs, raw, color="0.45", alpha=0.3, linewidth=1, label="raw loss")
+    ax.plot(lrs, loss, color="#1f4e9c", linewidth=2, label="smoothed loss")
+    ax.set_xscale("log")
+    lim = y_limits(loss, raw) if np.isfinite(loss).sum() >= 2 else y_limits(raw)
+    if lim is not None:
+        ax.set_ylim(*lim)
+    span = _lr_span(history)
+    if span is None:
+        return
+    lo_lr, hi_lr = span
+    if zones:
+        _zones(ax, suggestion, lo_lr, hi_lr)
+    if suggestion is not None and suggestion.lr is not None:
+        _mark(ax, lrs, loss, suggestion, lo_lr, hi_lr, annotate)
+    if hi_lr > lo_lr:
+        ax.set_xlim(lo_lr, hi_lr)
 
-    return make_axes_locatable(ax).append_axes("bottom", size="45%", pad=0.35, sharex=ax)
+
+def _lr_span(history: History) -> tuple[float, float] | None:
+    """The swept LRs' range (every step, those whose loss was not finite included)."""
+    lrs = np.asarray(history.lr, dtype=float)
+    keep = lrs[np.isfinite(lrs) & (lrs > 0)]
+    return (float(np.min(keep)), float(np.max(keep))) if keep.size else None
+
+
+def _write_notes(bottom: Any, found: list[str]) -> None:
+    """The stop reason and the diagnostics, under the x label of the bottom axes."""
+    if not found:
+        return
+    width = max(40, int(bottom.figure.get_figwidth() * 13))  # characters of 8 pt text across the figure
+    bottom.annotate(
+        "\n".join(_wrap("note: " + n, width) for n in found[:4]),
+        xy=(0.0, 0.0),
+        xycoords=("axes fraction", bottom.xaxis.label),
+        xytext=(0, -4),
+        textcoords="offset points",
+        ha="left",
+        va="top",
+        fontsize=8,
+        color="#8a4b00",
+        annotation_clip=False,
+    ).set_in_layout(True)
+
+
+def _append_below(ax: Any) -> Any:
+    """A slope axes below a caller's ``ax``, sharing its x axis; ``ax`` shrinks to make room.
+
+    A subplot's grid cell is split in two, so the figure's layout engine (constrained, tight) sees both
+    axes and keeps the lower one's x label inside the figure; axes placed by hand get a divider.
+    """
+    spec = ax.get_subplotspec()
+    if spec is None:
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+        return make_axes_locatable(ax).append_axes("bottom", size="45%", pad=0.35, sharex=ax)
+    cells = spec.subgridspec(2, 1, height_ratios=[FIGSIZE[1], SLOPE_HEIGHT + 0.4], hspace=0.08)
+    ax.set_subplotspec(cells[0])
+    return ax.figure.add_subplot(cells[1], sharex=ax)
 
 
 def _mark(
@@ -273,24 +324,25 @@ def _mark(
     )
 
 
-def slope_label(loss: Sequence[float] | np.ndarray) -> str:
+def slope_label(curve: Curve | str) -> str:
     """The y label of the slope panel: log loss for positive losses, the loss itself otherwise."""
-    v = np.asarray(loss, dtype=float)
-    v = v[np.isfinite(v)]
-    positive = v.size > 0 and bool(np.all(v > 0))
-    return "d ln(loss) / d log10(LR)" if positive else "d loss / d log10(LR)"
+    if isinstance(curve, str) or curve.is_log:
+        return "d ln(loss) / d log10(LR)"
+    return "d loss / d log10(LR)"
 
 
 def slope_limits(curve: Curve) -> tuple[float, float] | None:
-    """Limits centred on the descent, not crushed by the steep rise at the end."""
-    g = curve.grad[: curve.imin + 1] if curve.imin > 0 else curve.grad
+    """Limits centred on the descent, not crushed by the steep rise at the end (the slope as drawn: up to
+    where the curve stops saying anything)."""
+    grad = curve.grad[: curve.informative]
+    g = grad[: curve.imin + 1] if curve.imin > 0 else grad
     g = g[np.isfinite(g)]
     if g.size == 0:
         return None
     gmin = float(np.min(g))
     if gmin < 0:
         return 1.25 * gmin, 0.6 * abs(gmin)
-    lo, hi = (float(v) for v in np.percentile(curve.grad, [5, 95]))
+    lo, hi = (float(v) for v in np.percentile(grad, [5, 95]))
     pad = 0.1 * (hi - lo) or 1.0
     return lo - pad, hi + pad
 
@@ -304,48 +356,40 @@ def draw_slope(
     color: str = "#6a3d9a",
     label: str | None = None,
     marker_color: str = "red",
+    curve: Curve | str | None = None,
 ) -> Any:
-    """The slope of the re-smoothed log loss against log10(LR): the quantity the suggestion reads.
+    """The slope of the analysis's smoothed loss against log10(LR): the quantity the suggestion reads,
+    drawn over the same points as the smoothed loss above it.
 
     The steepest-descent suggestion is this slope's most negative point before the loss minimum; the
-    optimal zone is where the slope is at least half as steep.
+    optimal zone is where the slope is at least half as steep. ``curve``: the analysis curve of
+    ``history`` when the caller already has it.
     """
-    curve = prepare(history.lr, history.raw_loss) if len(history.lr) else "no points recorded"
-    if isinstance(curve, str):
-        ax.text(
-            0.5,
-            0.5,
-            f"no slope: {curve}",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            fontsize=8,
-            wrap=True,
-        )
-        ax.set_xscale("log")
-        return ax
+    curve = analysis_curve(history) if curve is None else curve
     ax.set_xscale("log")
+    if isinstance(curve, str):
+        text = _wrap(f"no slope: {curve}", 80)
+        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        return ax
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    if zones:
-        _zones(ax, suggestion, float(curve.lrs[0]), float(curve.lrs[-1]), label=False)
-    ax.plot(curve.lrs, curve.grad, color=color, linewidth=1.6, label=label or "slope of smoothed log loss")
+    span = _lr_span(history)
+    if zones and span is not None:
+        _zones(ax, suggestion, *span, label=False)
+    stop = curve.informative
+    ax.plot(curve.lrs[:stop], curve.grad[:stop], color=color, linewidth=1.6, label=label or "slope")
     if suggestion is not None and suggestion.lr is not None:
         ax.axvline(suggestion.lr, color=marker_color, linestyle="--", linewidth=1.2)
     lim = slope_limits(curve)
     if lim is not None:
         ax.set_ylim(*lim)
-    ax.set_ylabel(slope_label(history.loss), fontsize=9)
+    ax.set_ylabel(slope_label(curve), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     if label is None:
+        steepest = suggestion is not None and suggestion.method == "steepest"
         ax.text(
             0.01,
             0.96,
-            "slope of the smoothed loss"
-            + (
-                ": the suggestion is its steepest descent"
-                if suggestion and suggestion.method == "steepest"
-                else ""
-            ),
+            "slope of the smoothed loss" + (": the suggestion is its steepest descent" if steepest else ""),
             transform=ax.transAxes,
             ha="left",
             va="top",
@@ -375,7 +419,7 @@ def draw_compare(
     Returns the loss axes."""
     _require_matplotlib()
     if not (len(histories) == len(suggestions) == len(labels)):
-        raise ValueError(
+        raise InputError(
             f"histories, suggestions and labels differ in length: {len(histories)}, {len(suggestions)}, "
             f"{len(labels)}"
         )
@@ -384,88 +428,95 @@ def draw_compare(
         slope_ax = slope_ax if slope_ax is not None else made
     elif show_slope and slope_ax is None:
         slope_ax = _append_below(ax)
-    from matplotlib.lines import Line2D
-
-    lows: list[float] = []
-    highs: list[float] = []
+    curves = [analysis_curve(h) for h in histories]
     xs: list[float] = []
-    methods = {s.method for s in suggestions if s is not None}
-    for k, (h, s, name) in enumerate(zip(histories, suggestions, labels, strict=True)):
+    y_lims: list[tuple[float, float]] = []
+    for k, (h, c, s, name) in enumerate(zip(histories, curves, suggestions, labels, strict=True)):
         color = _COMPARE_COLORS[k % len(_COMPARE_COLORS)]
-        lrs = np.asarray(h.lr, dtype=float)
-        loss = smoothed_curve(h)
-        if lrs.size == 0:
-            continue
-        xs += [float(np.min(lrs)), float(np.max(lrs))]
-        if raw:
-            ax.plot(lrs, np.asarray(h.raw_loss, dtype=float), color=color, alpha=0.15, linewidth=1)
-        text = f"{name}: {s.lr:.2e}" if s is not None and s.lr is not None else f"{name}: no suggestion"
-        ax.plot(lrs, loss, color=color, linewidth=1.8, label=text)
-        if s is not None and s.low is not None and s.high is not None:
-            inside = (lrs >= s.low) & (lrs <= s.high)
-            if inside.any():
-                ax.plot(
-                    lrs[inside], loss[inside], color=color, linewidth=6, alpha=0.35, solid_capstyle="round"
-                )
-        if s is not None and s.lr is not None:
-            ax.axvline(s.lr, color=color, linestyle="--", linewidth=1.1, alpha=0.9)
-            y = _value_at(lrs, loss, s.lr, s.index)
-            if y is not None:
-                ax.plot([s.lr], [y], marker="o", markersize=7, color=color, markeredgecolor="black", zorder=5)
-        lim = y_limits(loss)
+        lim = _draw_one(ax, h, c, s, name, color, raw)
         if lim is not None:
-            lows.append(lim[0])
-            highs.append(lim[1])
+            y_lims.append(lim)
+        if len(h.lr):
+            xs += [float(np.min(h.lr)), float(np.max(h.lr))]
         if slope_ax is not None:
-            draw_slope(h, s, slope_ax, zones=False, color=color, label=name, marker_color=color)
+            draw_slope(h, s, slope_ax, zones=False, color=color, label=name, marker_color=color, curve=c)
     ax.set_xscale("log")
     if xs and max(xs) > min(xs):
         ax.set_xlim(min(xs), max(xs))
-    if lows:
-        ax.set_ylim(min(lows), max(highs))
+    if y_lims:
+        ax.set_ylim(min(a for a, _ in y_lims), max(b for _, b in y_lims))
     if slope_ax is not None:
-        curves = [prepare(h.lr, h.loss) for h in histories if len(h.lr)]
-        found = [slope_limits(c) for c in curves if not isinstance(c, str)]
-        lims = [x for x in found if x is not None]
-        if lims:
-            slope_ax.set_ylim(min(a for a, _ in lims), max(b for _, b in lims))
-        kinds = {slope_label(h.loss) for h in histories if len(h.lr)}
-        slope_ax.set_ylabel(
-            kinds.pop() if len(kinds) == 1 else "d ln(loss) (or d loss) / d log10(LR)",
-            fontsize=9,
-        )
-    handles, _ = ax.get_legend_handles_labels()
-    handles += [
-        Line2D([], [], color="0.4", linewidth=6, alpha=0.35, label="optimal range"),
-        Line2D([], [], color="0.4", linestyle="--", marker="o", label="suggested LR"),
-    ]
-    method = next(iter(methods)) if len(methods) == 1 else None
-    ax.legend(
-        handles=handles,
-        loc="lower left",
-        fontsize=8,
-        framealpha=0.9,
-        title=f"suggested LR ({method})" if method else "suggested LR",
-        title_fontsize=8,
-    )
+        _compare_slope_axes(slope_ax, curves)
+    _compare_legend(ax, suggestions)
     ax.set_ylabel("loss (smoothed)")
     ax.grid(True, which="both", alpha=0.25)
     if title:
         ax.set_title(title)
     if slope_ax is not None:
         ax.tick_params(labelbottom=False)
-        slope_ax.set_xlabel("learning rate (log scale)")
-    else:
-        ax.set_xlabel("learning rate (log scale)")
+    (slope_ax if slope_ax is not None else ax).set_xlabel("learning rate (log scale)")
     return ax
 
 
-def save_figure(ax: Any, path: str | os.PathLike[str], dpi: int = DPI) -> None:
-    """Save the figure holding ``ax`` to ``path`` atomically (folders created)."""
-    from .files import atomic_write
+def _draw_one(
+    ax: Any, h: History, c: Curve | str, s: Suggestion | None, name: str, color: str, raw: bool
+) -> tuple[float, float] | None:
+    """One curve of a comparison; returns the y-limits it needs."""
+    lrs = np.asarray(h.lr, dtype=float)
+    if lrs.size == 0:
+        return None
+    loss = smoothed_curve(h, c)
+    if raw:
+        ax.plot(lrs, np.asarray(h.raw_loss, dtype=float), color=color, alpha=0.15, linewidth=1)
+    text = f"{name}: {s.lr:.2e}" if s is not None and s.lr is not None else f"{name}: no suggestion"
+    ax.plot(lrs, loss, color=color, linewidth=1.8, label=text)
+    if s is not None and s.low is not None and s.high is not None:
+        inside = (lrs >= s.low) & (lrs <= s.high)
+        if inside.any():
+            ax.plot(lrs[inside], loss[inside], color=color, linewidth=6, alpha=0.35, solid_capstyle="round")
+    if s is not None and s.lr is not None:
+        ax.axvline(s.lr, color=color, linestyle="--", linewidth=1.1, alpha=0.9)
+        y = _value_at(lrs, loss, s.lr, s.index)
+        if y is not None:
+            ax.plot([s.lr], [y], marker="o", markersize=7, color=color, markeredgecolor="black", zorder=5)
+    return y_limits(loss) if np.isfinite(loss).sum() >= 2 else y_limits(np.asarray(h.raw_loss, dtype=float))
 
-    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    atomic_write(path, lambda fh: ax.figure.savefig(fh, format=fmt, dpi=dpi))
+
+def _compare_slope_axes(slope_ax: Any, curves: Sequence[Curve | str]) -> None:
+    """Limits holding every curve's descent, from the same curves the slopes are drawn from."""
+    usable = [c for c in curves if not isinstance(c, str)]
+    lims = [lim for lim in (slope_limits(c) for c in usable) if lim is not None]
+    if lims:
+        slope_ax.set_ylim(min(a for a, _ in lims), max(b for _, b in lims))
+    kinds = {slope_label(c) for c in usable}
+    slope_ax.set_ylabel(kinds.pop() if len(kinds) == 1 else "d ln(loss) (or d loss) / d log10(LR)", fontsize=9)
+
+
+def _compare_legend(ax: Any, suggestions: Sequence[Suggestion | None]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], color="0.4", linewidth=6, alpha=0.35, label="optimal range"),
+        Line2D([], [], color="0.4", linestyle="--", marker="o", label="suggested LR"),
+    ]
+    methods = {s.method for s in suggestions if s is not None}
+    method = next(iter(methods)) if len(methods) == 1 else None
+    title = f"suggested LR ({method})" if method else "suggested LR"
+    _legend(ax, handles=handles, fontsize=8, framealpha=0.9, title=title, title_fontsize=8)
+
+
+def save_figure(ax: Any, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
+    """Save the figure holding ``ax`` atomically (folders created) and return the file written.
+
+    ``path`` is read by :func:`lr_finder.files.image_target`: a folder gets ``lr_finder_plot.png`` in it,
+    and a name without an image extension is refused (an ``InputError`` naming it).
+    """
+    from .files import atomic_write, image_target
+
+    target = image_target(path, image_formats())
+    fmt = target.suffix.lower().lstrip(".")
+    return atomic_write(target, lambda fh: ax.figure.savefig(fh, format=fmt, dpi=dpi))
 
 
 def image_formats() -> dict[str, str]:

@@ -1,17 +1,15 @@
 """Learning-rate suggestions: pure functions of ``(lrs, losses)``, no torch, no plotting.
 
-Every method drops non-finite points, works on curves that stopped early, and returns a
-:class:`Suggestion` whose ``lr`` is inside the swept range or ``None`` with a ``reason`` saying why
-and what to do.
+One pipeline serves the suggestion, the plot and the benchmark: :func:`prepare` cleans the curve (finite
+points, LR > 0, increasing LR), caps the loss at its starting level, takes ``log(loss)`` when every loss
+is positive (the loss itself otherwise, so a negative log-likelihood works), smooths it without lag
+(:func:`lr_finder.smoothing.smooth`, clipped to the values observed) and takes its slope against log10 LR;
+:func:`evaluate` then asks whether the descent is real against the curve's own noise, lets the method
+pick a point, and adds the zones and the diagnostics. Every step is linear or ``n log n`` in the length.
 
-The curve is analysed in log-LR space (the natural axis of an exponential sweep; for a linear sweep
-the gradient is still taken against log LR, which ``np.gradient`` handles with uneven spacing), on
-``log(loss)`` when every loss is positive and on the loss itself otherwise, after capping the loss at
-its starting level and zero-phase smoothing (:func:`lr_finder.smoothing.smooth`).
-
-Feed the methods the per-step loss (``history["raw_loss"]``), not the EMA of ``history["loss"]``: the
-EMA lags about ``1 / smooth_f`` steps (1.6 decades of a 100-step sweep from 1e-7 to 10), and that lag in
-decades grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
+Feed it the per-step loss (``history["raw_loss"]``), not the EMA of ``history["loss"]``: the EMA lags
+about ``1 / smooth_f`` steps (1.6 decades of a 100-step sweep from 1e-7 to 10), and that lag in decades
+grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
 (``benchmarks/suggestion_quality.py`` measures both).
 """
 
@@ -23,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .smoothing import smooth
+from .smoothing import noise_level, smooth, window_length, window_means
 
 #: Fewest usable points for any suggestion.
 MIN_POINTS = 5
@@ -37,6 +35,13 @@ REFERENCE_DENSITY = 99 / 8
 BACKOFF_BOUNDS = (2.0, 10.0)
 #: Fraction of the steepest slope that still counts as "dropping fast" (the optimal zone).
 ZONE_SLOPE_FRACTION = 0.5
+#: A descent is real when the drop from the start to the minimum exceeds this many standard errors of
+#: the curve's own noise. The minimum is picked from the data, so pure noise reaches 2 to 3 of them;
+#: ``tests/test_suggestion.py`` checks pure noise never passes and a short noisy descent always does.
+DESCENT_Z = 5.0
+
+Pick = tuple[float | None, int | None, str | None]
+"""What a method returns: the LR, its index in the curve when it is one of the points, or why none."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Suggestion:
         reason: why ``lr`` is ``None`` and what to do; ``None`` when there is a suggestion.
         diagnostics: everything worth fixing about the curve, each with what to do.
         index: index of the suggested point in the arrays given, when the LR is one of them.
+        rises_from: the LR of the smoothed loss minimum when the loss rises after it (the "too high"
+            zone starts there); ``None`` when the loss never rose.
     """
 
     lr: float | None
@@ -61,6 +68,7 @@ class Suggestion:
     reason: str | None = None
     diagnostics: tuple[str, ...] = field(default_factory=tuple)
     index: int | None = None
+    rises_from: float | None = None
 
     @property
     def confidence_label(self) -> str:
@@ -74,6 +82,7 @@ class Suggestion:
             "method": self.method,
             "low": self.low,
             "high": self.high,
+            "rises_from": self.rises_from,
             "confidence": round(self.confidence, 4),
             "confidence_label": self.confidence_label,
             "reason": self.reason,
@@ -83,22 +92,42 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class Curve:
-    """A cleaned curve: finite points, LR > 0, increasing LR, with its smoothed analysis values."""
+    """A cleaned curve: finite points, LR > 0, increasing LR, with its smoothed analysis values.
+
+    ``y`` is ``log(loss)`` when every loss is positive (``is_log``), else the loss; capped at ``cap``,
+    the starting level. ``noise`` is the standard deviation of ``y``'s point-to-point noise, measured
+    before the cap, up to the minimum (at least half the curve). ``ends_non_finite``: the loss became NaN or
+    infinite after the last usable point (it diverged).
+    """
 
     lrs: np.ndarray
-    y: np.ndarray  # log(loss) when all losses > 0, else loss
-    ys: np.ndarray  # y smoothed
+    y: np.ndarray  # capped, transformed loss
+    ys: np.ndarray  # y smoothed, within the range of y
     grad: np.ndarray  # d ys / d log10(lr)
     index: np.ndarray  # position of each point in the caller's arrays
     imin: int  # index of the lowest smoothed value
+    cap: float
+    noise: float
+    is_log: bool
+    informative: int  # how many leading points say something (see _informative)
+    ends_non_finite: bool = False  # the caller's losses turned NaN or infinite after the last point
 
     @property
     def n(self) -> int:
         return int(self.lrs.size)
 
+    @property
+    def loss(self) -> np.ndarray:
+        """The smoothed curve in the loss's own units."""
+        return np.exp(self.ys) if self.is_log else self.ys.copy()
 
-def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> Curve | str:
-    """Clean and smooth a curve; returns a :class:`Curve`, or a reason string when it is unusable."""
+
+
+def _clean(
+    lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Finite points with LR > 0, sorted by LR, repeated LRs dropped, with their original indices; and
+    whether the losses turned non-finite after the last point kept."""
     x = np.asarray(lrs, dtype=float).ravel()
     v = np.asarray(losses, dtype=float).ravel()
     if x.size != v.size:
@@ -106,48 +135,107 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(x) & np.isfinite(v) & (x > 0)
     index = np.flatnonzero(keep)
+    ends_non_finite = bool(index.size and not np.all(np.isfinite(v[index[-1] + 1 :])))
     x, v = x[keep], v[keep]
-    order = np.argsort(x, kind="stable")
-    x, v, index = x[order], v[order], index[order]
-    if x.size:
-        first = np.concatenate(([True], np.diff(x) > 0))  # drop repeated LRs
+    if x.size and np.any(np.diff(x) <= 0):
+        order = np.argsort(x, kind="stable")
+        x, v, index = x[order], v[order], index[order]
+        first = np.concatenate(([True], np.diff(x) > 0))
         x, v, index = x[first], v[first], index[first]
+    return x, v, index, ends_non_finite
+
+
+def start_block(n: int) -> int:
+    """How many leading points make the starting level: a tenth of the curve, at least 3."""
+    return max(3, n // 10)
+
+
+def _informative(ys: np.ndarray, imin: int, cap: float) -> int:
+    """How many leading points say something: past the minimum, once the smoothed curve reaches the cap,
+    the rest is the cap (the loss exploded) and neither its level nor its slope means anything."""
+    tol = 1e-9 * (1.0 + abs(cap))
+    at_cap = np.flatnonzero(ys[imin:] >= cap - tol)
+    return ys.size if at_cap.size == 0 else imin + int(at_cap[0]) + 1
+
+
+def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> Curve | str:
+    """Clean, cap, transform and smooth a curve; returns a :class:`Curve`, or a reason string when it is
+    unusable."""
+    x, v, index, ends_non_finite = _clean(lrs, losses)
     if x.size < MIN_POINTS:
         return (
             f"too few usable points ({x.size} finite, need {MIN_POINTS}): raise num_iter, or lower start_lr "
             "so the sweep runs longer before it stops"
         )
-    # Cap at the starting level: past the minimum the loss explodes, often by orders of magnitude in a
-    # few steps; that carries no information about which LR to pick, and the jump makes the smoother
-    # ring and dig a false minimum just before it.
-    v = np.minimum(v, float(np.median(v[: max(3, x.size // 10)])))
+    is_log = bool(np.all(v > 0))
     with np.errstate(all="ignore"):
-        y = np.log(v) if np.all(v > 0) else v.copy()
-        ys = smooth(y)
-        logx = np.log10(x)
-        grad = np.gradient(ys, logx)
-    if not (np.all(np.isfinite(ys)) and np.all(np.isfinite(grad))):
+        uncapped = np.log(v) if is_log else v.copy()
+        # Cap at the starting level: past the minimum the loss explodes, often by orders of magnitude in
+        # a few steps; that carries no information about which LR to pick, and the jump makes the
+        # smoother ring and dig a false minimum just before it. min() caps losses of any sign.
+        cap = float(np.median(uncapped[: start_block(x.size)]))
+        y = np.minimum(uncapped, cap)
+        smoothed = smooth(y)
+        grad = np.gradient(smoothed, np.log10(x))
+    if not (np.all(np.isfinite(smoothed)) and np.all(np.isfinite(grad))):
         return "the curve has values too extreme to analyse: check the losses for overflow"
-    return Curve(x, y, ys, grad, index, int(np.argmin(ys)))
+    # A smoother overshoots at sharp corners: the curve reported never leaves the values observed (the
+    # minimum's position and the slope keep the smoother's own, so that a clipped bottom does not tie).
+    ys = np.clip(smoothed, float(np.min(y)), cap)
+    imin = int(np.argmin(smoothed))
+    stop = _informative(ys, imin, cap)
+    # The noise of the loss itself (the cap would hide half of it), up to the minimum, where the curve is
+    # smooth but for its noise (past it the loss may lurch about before it explodes); at least half the
+    # curve, so that a minimum near the start (pure noise) is not judged on a handful of points.
+    noise = noise_level(uncapped[: min(stop, max(imin + 1, x.size // 2))])
+    return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
 
 
-_NO_DESCENT = "loss never decreased: lower start_lr, or check the model, the data and the loss"
+@dataclass(frozen=True)
+class Descent:
+    """The drop from the starting level to the lowest run of points, and its standard error under the
+    curve's own noise (always above zero)."""
+
+    drop: float
+    stderr: float
+
+    @property
+    def real(self) -> bool:
+        return self.drop > DESCENT_Z * self.stderr
 
 
-def _steepest(c: Curve) -> tuple[float | None, int | None, str | None]:
+def descent(c: Curve) -> Descent:
+    """Is there a descent? The bottom is the lowest mean of ``window`` consecutive points (before the
+    curve reaches its cap after the minimum); the starting level, the mean of the first quarter of the
+    curve (only points before that run; a descent that starts early lowers it: a smaller drop, never a
+    larger one). Each mean's standard error: the curve's noise over the square root of its count. Means,
+    not the smoothed minimum, because their noise is known exactly and is lower."""
+    w = window_length(c.n)
+    means = window_means(c.y[: max(c.informative, w)], w)
+    j = int(np.argmin(means))
+    if j == 0:
+        return Descent(0.0, 1.0)
+    m = min(max(3, c.n // 4), j)
+    level = float(np.mean(c.y[:m]))
+    # floor: rounding noise of a curve without any noise must not make a flat curve "descend"
+    noise = max(c.noise, 1e-9 * (1.0 + abs(level)))
+    return Descent(level - float(means[j]), noise * float(np.sqrt(1.0 / m + 1.0 / w)))
+
+
+_NO_DESCENT = (
+    "loss never decreased (beyond its own noise): lower start_lr, raise num_iter or the batch size, or "
+    "check the model, the data and the loss"
+)
+
+
+def _steepest(c: Curve) -> Pick:
     """The point of steepest descent of the smoothed log loss, before the curve's minimum."""
-    if c.imin == 0:
-        return None, None, _NO_DESCENT
     i = int(np.argmin(c.grad[: c.imin + 1]))
-    if not c.grad[i] < 0:
-        return None, None, _NO_DESCENT
     return float(c.lrs[i]), i, None
 
 
-def _minimum(c: Curve) -> tuple[float | None, int | None, str | None]:
+def _minimum(c: Curve) -> Pick:
     """A tenth of the LR at the loss minimum (fastai's ``minimum / 10`` rule)."""
-    if c.imin == 0:
-        return None, None, _NO_DESCENT
     lr = float(c.lrs[c.imin]) / 10.0
     if lr < c.lrs[0]:
         return None, None, "the loss minimum is within a decade of start_lr: lower start_lr"
@@ -162,7 +250,7 @@ def _points_per_decade(c: Curve, i: int, half: int = 3) -> float:
     return (hi - lo) / span if span > 0 else float("nan")
 
 
-def _backoff(c: Curve) -> tuple[float | None, int | None, str | None]:
+def _backoff(c: Curve) -> Pick:
     """The LR of the loss minimum divided by 5 at the density of a 100-step sweep from 1e-7 to 10, the
     divisor scaled by ``REFERENCE_DENSITY / density`` and kept within ``BACKOFF_BOUNDS``.
 
@@ -170,8 +258,6 @@ def _backoff(c: Curve) -> tuple[float | None, int | None, str | None]:
     the sooner a divergence shows: the whole curve moves to lower LRs, about a factor 2 per doubling of
     ``num_iter``. Scaling the divisor with the density keeps the suggestion where it was.
     """
-    if c.imin == 0:
-        return None, None, _NO_DESCENT
     d = _points_per_decade(c, c.imin)
     k = BACKOFF_DIVISOR * REFERENCE_DENSITY / d if np.isfinite(d) and d > 0 else BACKOFF_DIVISOR
     lr = float(c.lrs[c.imin]) / float(np.clip(k, *BACKOFF_BOUNDS))
@@ -180,26 +266,21 @@ def _backoff(c: Curve) -> tuple[float | None, int | None, str | None]:
     return lr, None, None
 
 
-def _valley(c: Curve) -> tuple[float | None, int | None, str | None]:
+def _valley(c: Curve) -> Pick:
     """The middle of the longest stretch over which the smoothed loss keeps decreasing."""
-    down = np.diff(c.ys) < 0
-    best_len, best_start, run, start = 0, 0, 0, 0
-    for k, d in enumerate(down):
-        if d:
-            if run == 0:
-                start = k
-            run += 1
-            if run > best_len:
-                best_len, best_start = run, start
-        else:
-            run = 0
-    if best_len == 0:
-        return None, None, _NO_DESCENT
-    i = best_start + best_len // 2
+    down = np.concatenate(([0], (np.diff(c.ys) < 0).astype(np.int8), [0]))
+    edges = np.diff(down)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - starts))  # the first of the longest runs
+    i = int(starts[k] + (ends[k] - starts[k]) // 2)
     return float(c.lrs[i]), i, None
 
 
-METHODS: dict[str, Callable[[Curve], tuple[float | None, int | None, str | None]]] = {
+Method = Callable[[Curve], Pick]
+#: The methods by name. :func:`evaluate` calls one only on a curve whose descent is real, so it may rely
+#: on a minimum past the first point and a negative slope before it.
+
+METHODS: dict[str, Method] = {
     "backoff": _backoff,
     "steepest": _steepest,
     "valley": _valley,
@@ -212,50 +293,64 @@ def available_methods() -> list[str]:
     return ["default", *METHODS]
 
 
-def _zone(c: Curve) -> tuple[int, int] | None:
-    """Index range of the optimal zone: around the steepest point, slope within a fraction of it."""
-    if c.imin == 0:
-        return None
+def zone(c: Curve) -> tuple[int, int] | None:
+    """Index range of the optimal zone: around the steepest point before the minimum, the contiguous
+    stretch whose slope is at least :data:`ZONE_SLOPE_FRACTION` of the steepest."""
     g = c.grad[: c.imin + 1]
     k = int(np.argmin(g))
     if not g[k] < 0:
         return None
-    fast = g <= ZONE_SLOPE_FRACTION * g[k]
-    lo = k
-    while lo > 0 and fast[lo - 1]:
-        lo -= 1
-    hi = k
-    while hi < g.size - 1 and fast[hi + 1]:
-        hi += 1
+    slow = np.flatnonzero(g > ZONE_SLOPE_FRACTION * g[k])
+    before, after = slow[slow < k], slow[slow > k]
+    lo = int(before[-1]) + 1 if before.size else 0
+    hi = int(after[0]) - 1 if after.size else g.size - 1
     return lo, hi
 
 
-def _diagnose(c: Curve, zone: tuple[int, int] | None) -> tuple[float, list[str]]:
+def rises(c: Curve, d: Descent) -> bool:
+    """Whether the loss rises after its minimum (it diverged): the end sits clearly above the minimum,
+    or the loss turned NaN or infinite."""
+    tail = max(2, c.n // 20)
+    return c.ends_non_finite or (c.imin < c.n - tail and float(c.ys[-1] - c.ys[c.imin]) > 0.1 * d.drop)
+
+
+def _diagnose(c: Curve, d: Descent, width: int) -> tuple[float, list[str]]:
     """Confidence in [0, 1] and the problems found, each with its fix."""
     notes: list[str] = []
-    drop = float(c.ys[0] - c.ys[c.imin])
-    upto = max(c.imin + 1, MIN_POINTS)
-    noise = float(np.std(c.y[:upto] - c.ys[:upto])) + 1e-12
-    snr = drop / noise
-    if zone is None or drop <= 0:
-        notes.append(_NO_DESCENT)
-        return 0.0, notes
-    rise = float(c.ys[-1] - c.ys[c.imin])
-    tail = max(2, c.n // 20)
-    diverged = c.imin < c.n - tail and rise > 0.1 * drop
+    snr = d.drop / max(c.noise, 1e-12)
     confidence = min(1.0, snr / 10.0)
-    if not diverged:
+    if not rises(c, d):
         notes.append("loss never diverged: raise end_lr so the sweep reaches the LRs where training breaks")
         confidence *= 0.5
     if snr < 3.0:
         notes.append(
             "curve too noisy: raise num_iter, use a larger batch, or lower smooth_f (stronger smoothing)"
         )
-    width = zone[1] - zone[0] + 1
     if width < 3:
         notes.append("the descent spans fewer than 3 points: raise num_iter for a finer sweep")
         confidence *= 0.5
     return float(np.clip(confidence, 0.0, 1.0)), notes
+
+
+def evaluate(c: Curve | str, name: str, method: Method) -> Suggestion:
+    """The rest of the pipeline on a prepared curve: is the descent real?, ``method``'s pick, the zones,
+    the diagnostics. Any rule ``Curve -> (lr, index, reason)`` can be scored this way."""
+    if isinstance(c, str):
+        return Suggestion(None, name, reason=c, diagnostics=(c,))
+    d = descent(c)
+    z = zone(c) if d.real else None
+    if z is None:  # no method may pick a point out of flat or rising noise
+        return Suggestion(None, name, reason=_NO_DESCENT, diagnostics=(_NO_DESCENT,))
+    confidence, notes = _diagnose(c, d, z[1] - z[0] + 1)
+    lr, i, reason = method(c)
+    low, high = float(c.lrs[z[0]]), float(c.lrs[z[1]])
+    top = float(c.lrs[c.imin]) if rises(c, d) else None
+    if lr is None:
+        diagnostics = tuple(dict.fromkeys([reason or "", *notes]))
+        return Suggestion(None, name, low, high, 0.0, reason, diagnostics, rises_from=top)
+    low, high = min(low, lr), max(high, lr)
+    index = None if i is None else int(c.index[i])
+    return Suggestion(lr, name, low, high, confidence, None, tuple(notes), index, top)
 
 
 def analyze(
@@ -282,28 +377,13 @@ def analyze(
     >>> s = analyze(lrs, losses)  # the default: the minimum's LR, backed off
     >>> s.method, f"{s.lr:.1e}", s.confidence_label
     ('backoff', '2.7e-02', 'high')
+    >>> analyze(lrs, np.full(60, 2.3) + np.random.default_rng(0).normal(0, 0.1, 60)).reason[:40]
+    'loss never decreased (beyond its own noi'
     """
     name = DEFAULT_METHOD if method == "default" else method
     if name not in METHODS:
         raise InputError(f"{method=} is not one of {available_methods()}")
-    c = prepare(lrs, losses)
-    if isinstance(c, str):
-        return Suggestion(None, name, reason=c, diagnostics=(c,))
-    zone = _zone(c)
-    confidence, notes = _diagnose(c, zone)
-    if zone is None:  # no real descent: no method may pick a point out of flat or rising noise
-        return Suggestion(None, name, reason=_NO_DESCENT, diagnostics=tuple(notes))
-    lr, i, reason = METHODS[name](c)
-    low = high = None
-    if zone is not None:
-        low, high = float(c.lrs[zone[0]]), float(c.lrs[zone[1]])
-        if lr is not None:
-            low, high = min(low, lr), max(high, lr)
-    if lr is None:
-        return Suggestion(None, name, low, high, 0.0, reason, tuple(dict.fromkeys([reason or "", *notes])))
-    return Suggestion(
-        lr, name, low, high, confidence, None, tuple(notes), None if i is None else int(c.index[i])
-    )
+    return evaluate(prepare(lrs, losses), name, METHODS[name])
 
 
 def suggest_lr(

@@ -24,6 +24,10 @@ from .settings import RangeTestSettings
 #: ``schedule(step) -> (recorded_lr, one LR per param group)``.
 GroupSchedule = Callable[[int], tuple[float, Sequence[float]]]
 
+#: ``stop(raw_losses) -> reason or None``: called after each recorded (finite) loss with every raw loss
+#: recorded so far (read-only); a reason ends the sweep after that step, which stays recorded.
+StopRule = Callable[[Sequence[float]], str | None]
+
 
 class BatchSource(Protocol):
     def next(self) -> Any: ...
@@ -90,11 +94,11 @@ class Trainer:
             return compute_loss(model, self.criterion, batch, self.loss_fn, need_grad=need_grad)
 
     def step(
-        self, source: BatchSource, before_backward: Callable[[torch.Tensor], None] | None = None
+        self, source: BatchSource, before_backward: Callable[[torch.Tensor, bool], None] | None = None
     ) -> torch.Tensor:
         """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached).
 
-        ``before_backward(mean_loss)`` is called after the last micro-batch's forward pass and before its
+        ``before_backward(mean_loss, last)`` is called after each micro-batch's forward pass and before its
         backward pass: where the ranks of a distributed test exchange their loss and failure flags.
         """
         self.optimizer.zero_grad(set_to_none=True)
@@ -106,17 +110,18 @@ class Trainer:
             last = j == n - 1
             with no_sync() if (no_sync is not None and not last) else contextlib.nullcontext():
                 loss = self._loss(self.model, batch)
-                total = total + loss.detach().float()
-                if last and before_backward is not None:
-                    before_backward(total / n)
                 scaled = loss / n if n > 1 else loss
+                # the mean as the sum of the shares whose gradients are taken: torch-lr-finder's value to the bit
+                total = total + scaled.detach().float()
+                if before_backward is not None:
+                    before_backward(total, last)  # the step's mean loss once ``last``
                 (self.amp.scaler.scale(scaled) if self.amp.scaler is not None else scaled).backward()
         if self.amp.scaler is not None:
             self.amp.scaler.step(self.optimizer)
             self.amp.scaler.update()
         else:
             self.optimizer.step()
-        return total / n
+        return total
 
     def evaluate(self, loader: Iterable[Any], model: torch.nn.Module | None = None) -> torch.Tensor:
         """Exact mean loss over a whole loader (weighted by batch size), in eval mode under ``no_grad``.
@@ -142,7 +147,7 @@ class Trainer:
                 m.training = training
         if count == 0:
             raise InputError("val_loader yielded no batches: pass a loader with at least one batch, or val_loader=None")
-        return (total / count).float()
+        return total / count  # float64, as accumulated: rounding it to float32 would change the recorded loss
 
 
 @dataclass
@@ -156,6 +161,9 @@ class Recorder:
     state: monitor.MonitorState = field(default_factory=monitor.init)
     #: the first loss that was not finite, with its LR (it stops the sweep and is not recorded)
     non_finite: tuple[float, float] | None = None
+    #: replaces the divergence and spike rules of :func:`lr_finder.monitor.update` when given (another
+    #: library's stop rule, say); a non-finite loss still stops the sweep at once
+    stop: StopRule | None = None
 
     def add(self, lr: float, raw: float, settings: RangeTestSettings) -> bool:
         """Record one step's loss; returns True when the sweep must stop."""
@@ -166,13 +174,15 @@ class Recorder:
             diverge_th=settings.diverge_th,
             adaptive_stop=settings.adaptive_stop,
         )
+        self.stop_reason = self.state.stop_reason
         if self.state.count > len(self.raw_loss):  # a finite loss was recorded
             self.lr.append(lr)
             self.raw_loss.append(raw)
             self.loss.append(self.state.smoothed)
+            if self.stop is not None:
+                self.stop_reason = self.stop(self.raw_loss)
         elif self.non_finite is None:
             self.non_finite = (lr, raw)
-        self.stop_reason = self.state.stop_reason
         return self.stop_reason is not None
 
 

@@ -1,0 +1,252 @@
+"""Turning torch-lr-finder's arguments into the core's: AMP options, loaders, start LRs, the device.
+
+Every check runs before anything is trained and names the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import InputError, InputTypeError
+from ..finder import _loader_generators
+from ..loaders import LoaderBookkeeping
+from .iterators import TrainDataLoaderIter, ValDataLoaderIter
+
+_AMP_CONFIG_KEYS = ("device_type", "dtype", "enabled", "cache_enabled")
+
+
+def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.device) -> tuple[bool, Any]:
+    """``(use_amp, amp_dtype)`` for the core from torch-lr-finder's ``amp_backend`` and ``amp_config``."""
+    if backend is None:
+        if config is not None or grad_scaler is not None:
+            warnings.warn(
+                "amp_config / grad_scaler are ignored without amp_backend='torch': the test runs in fp32",
+                stacklevel=3,
+            )
+        return False, None
+    if backend == "apex":
+        raise InputError(
+            "amp_backend='apex' is not supported (NVIDIA apex.amp is deprecated): use amp_backend='torch', "
+            "amp_config={'device_type': 'cuda', 'dtype': torch.float16}, grad_scaler=torch.amp.GradScaler('cuda')"
+        )
+    if backend != "torch":
+        raise InputError(f"amp_backend={backend!r} is not a mixed-precision backend: pass 'torch' or None")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise InputTypeError(f"amp_config={config!r} must be a dict of torch.autocast arguments or None")
+    unknown = sorted(set(config) - set(_AMP_CONFIG_KEYS))
+    if unknown:
+        raise InputError(f"amp_config keys {unknown} are not supported: use only {list(_AMP_CONFIG_KEYS)}")
+    wanted = config.get("device_type", device.type)
+    if wanted != device.type:
+        raise InputError(
+            f"amp_config device_type={wanted!r} but the model trains on {device}: pass "
+            f"device_type={device.type!r} or move the model"
+        )
+    if not config.get("enabled", True):
+        return False, None
+    if device.type not in ("cuda", "cpu"):
+        raise InputError(f"mixed precision on {device.type} is not supported: pass amp_backend=None")
+    dtype = config.get("dtype", torch.float16 if device.type == "cuda" else torch.bfloat16)
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise InputError(f"amp_config dtype={dtype!r} must be torch.float16 or torch.bfloat16")
+    if dtype == torch.float16 and device.type != "cuda":
+        raise InputError("amp_config dtype=torch.float16 needs CUDA; on CPU pass dtype=torch.bfloat16")
+    return True, dtype
+
+
+def _torch_lr_finder_class(name: str) -> type | None:
+    """torch-lr-finder's own iterator class when that package is loaded, so its subclasses work here too."""
+    module = sys.modules.get("torch_lr_finder.lr_finder")
+    found = getattr(module, name, None)
+    return found if isinstance(found, type) else None
+
+
+def _is_iter(obj: Any, ours: type, name: str) -> bool:
+    theirs = _torch_lr_finder_class(name)
+    return isinstance(obj, ours) or (theirs is not None and isinstance(obj, theirs))
+
+
+class _Passes:
+    """A re-iterable whose every ``iter()`` is ``start()``: the core cycles it and reads it in full."""
+
+    def __init__(self, start: Callable[[], Iterator[Any]], size: Any = None) -> None:
+        self._start = start
+        self._size = size
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._start()
+
+    def __len__(self) -> int:
+        if self._size is None:
+            raise TypeError("no length")
+        return int(self._size)
+
+
+class Sources:
+    """The core's train and val loaders, made from torch-lr-finder's kinds: a ``DataLoader`` or a subclass of
+    :class:`TrainDataLoaderIter` / :class:`ValDataLoaderIter` (the overridden ``inputs_labels_from_batch``
+    gives ``(inputs, labels)``); anything else is refused, as torch-lr-finder refuses it.
+
+    The iterators over DataLoaders are made when the sweep starts, train then val, as torch-lr-finder makes
+    them: ``iter(loader)`` draws from the global RNG, so the same draws in the same order give the same
+    dropout masks and the same losses; made after the snapshot, those draws are also undone with the rest.
+    """
+
+    def __init__(self, train_loader: Any, val_loader: Any) -> None:
+        self._train_loader, self._val_loader = train_loader, val_loader
+        train_ok = _is_iter(train_loader, TrainDataLoaderIter, "TrainDataLoaderIter")
+        if not (train_ok or isinstance(train_loader, DataLoader)):
+            raise InputError(
+                f"`train_loader` has unsupported type: {type(train_loader).__name__}. Pass a "
+                "torch.utils.data.DataLoader or a subclass of lr_finder.compat.TrainDataLoaderIter (override "
+                "inputs_labels_from_batch for other batches); lr_finder.LRFinder takes any iterable of batches"
+            )
+        if val_loader is not None and not (
+            _is_iter(val_loader, ValDataLoaderIter, "ValDataLoaderIter") or isinstance(val_loader, DataLoader)
+        ):
+            raise InputError(
+                f"`val_loader` has unsupported type: {type(val_loader).__name__}. Pass a torch.utils.data."
+                "DataLoader or a subclass of lr_finder.compat.ValDataLoaderIter (override "
+                "inputs_labels_from_batch for other batches), or None"
+            )
+        self._val_iter: Any = None
+        sized = isinstance(train_loader, DataLoader) and hasattr(train_loader.sampler, "__len__")
+        size = len(train_loader) if sized else None
+        self.train = _Passes(self._start_train, size)
+        self.val = None if val_loader is None else _Passes(self._start_val)
+
+    def _start_train(self) -> Iterator[Any]:
+        loader = self._train_loader
+        it = TrainDataLoaderIter(loader) if isinstance(loader, DataLoader) else loader
+        self._prepare_val()
+        return iter(it)
+
+    def _prepare_val(self) -> None:
+        if self._val_loader is not None and self._val_iter is None:
+            loader = self._val_loader
+            self._val_iter = ValDataLoaderIter(loader) if isinstance(loader, DataLoader) else loader
+
+    def _start_val(self) -> Iterator[Any]:
+        self._prepare_val()
+        return iter(self._val_iter)
+
+
+@contextlib.contextmanager
+def loaders_restored(*loaders: Any) -> Iterator[None]:
+    """Put back what iterating the users' DataLoaders changes: their shuffling generators' states and a
+    persistent-workers iterator the test created (the core does this for loaders it is given directly)."""
+    books = []
+    for loader in loaders:
+        data_loader = getattr(loader, "data_loader", loader)  # an iterator class's loader
+        if data_loader is None:
+            continue
+        states = [(g, g.get_state()) for g in _loader_generators(data_loader)]
+        books.append((states, LoaderBookkeeping(data_loader)))
+    try:
+        yield
+    finally:
+        for states, book in books:
+            for g, state in states:
+                g.set_state(state)
+            book.restore()
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name}={value!r} must be a number")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise InputError(f"{name}={value!r} must be a positive finite learning rate")
+    return number
+
+
+def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_mode: str) -> list[float]:
+    """Each param group's first LR: ``start_lr`` (one number, or a list with one per group), or with
+    ``start_lr=None`` the LR the group has now. Checked against ``end_lr`` before anything is trained."""
+    groups = optimizer.param_groups
+    if start_lr is None:
+        values = [float(g["lr"]) for g in groups]
+        source = "the optimizer's LR (start_lr=None)"
+    elif isinstance(start_lr, (list, tuple)):
+        if len(start_lr) != len(groups):
+            raise InputError(
+                f"start_lr has {len(start_lr)} values but the optimizer has {len(groups)} param groups: "
+                "pass one number, or one per group"
+            )
+        values = [_positive(f"start_lr[{i}]", v) for i, v in enumerate(start_lr)]
+        source = "start_lr"
+    else:
+        values = [_positive("start_lr", start_lr)] * len(groups)
+        source = "start_lr"
+    end = _positive("end_lr", end_lr)
+    for i, value in enumerate(values):
+        if not (math.isfinite(value) and (value > 0 or (step_mode == "linear" and i > 0 and value == 0))):
+            raise InputError(
+                f"param group {i} starts at lr={value!r} ({source}): the sweep needs a positive start; "
+                "pass start_lr=1e-7 (or one per group)"
+            )
+        if value >= end:
+            raise InputError(
+                f"end_lr={end_lr!r} must be greater than param group {i}'s start lr={value!r} ({source}): "
+                "raise end_lr or pass a lower start_lr"
+            )
+    return values
+
+
+def placed_check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, target: torch.device) -> bool:
+    """Whether the model must move to ``target`` for the test; refuses what cannot move and come back."""
+    devices = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if not devices or all(_same(d, target) for d in devices):
+        return False
+    if len(devices) > 1:
+        raise InputError(
+            f"device={str(target)!r} but the model spans {sorted(map(str, devices))}: pass device=None to train it "
+            "where it is"
+        )
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and not _same(value.device, target):
+                raise InputError(
+                    f"device={str(target)!r} but the optimizer's state ({key!r}) is on {value.device}: move the "
+                    "model first and build the optimizer after, or pass device=None"
+                )
+    return True
+
+
+def _same(actual: torch.device, wanted: torch.device) -> bool:
+    return actual.type == wanted.type and (wanted.index is None or actual.index in (None, wanted.index))
+
+
+@contextlib.contextmanager
+def placed(model: torch.nn.Module, target: torch.device, move: bool) -> Iterator[None]:
+    """The model on ``target`` for the test and back where it was afterwards, on every exit path."""
+    if not move:
+        yield
+        return
+    home = next(iter([*model.parameters(), *model.buffers()])).device
+    model.to(target)
+    try:
+        yield
+    finally:
+        model.to(home)
+
+
+def check_cache_dir(cache_dir: Any) -> None:
+    if cache_dir is None:
+        return
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise InputTypeError(f"cache_dir={cache_dir!r} must be a folder path or None")
+    if not os.path.isdir(cache_dir):
+        raise InputError(f"cache_dir={os.fspath(cache_dir)!r} is not a folder: create it, or pass None")

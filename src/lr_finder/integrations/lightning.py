@@ -1,0 +1,357 @@
+"""The range test for a ``LightningModule``: ``find_lr(module, ...)`` before ``fit``, or a callback inside it.
+
+>>> from lr_finder.integrations.lightning import LRFinderCallback, find_lr
+>>> finder = find_lr(module, datamodule=dm, end_lr=1, num_iter=100)    # doctest: +SKIP
+>>> module.lr = finder.get_suggested_lr()                              # doctest: +SKIP
+>>> Trainer(callbacks=[LRFinderCallback()]).fit(module, datamodule=dm)  # doctest: +SKIP
+
+What the test uses, from the module:
+
+* the optimizer of ``configure_optimizers()``, in any form Lightning accepts (an optimizer, a list of one,
+  ``([optimizer], [schedulers])``, a dict with ``"optimizer"`` and ``"lr_scheduler"``, a list of such
+  dicts). It is a fresh optimizer that only the test uses; the schedulers are not stepped, and the groups
+  start from the LRs they had before a scheduler's constructor changed them (a warm-up's factor 0, say),
+  keeping their ratios. Several optimizers (manual optimization) are refused;
+* the loss of ``training_step(batch, batch_idx)`` (a tensor, or a dict with ``"loss"``), after the batch
+  hooks ``on_before_batch_transfer``, ``transfer_batch_to_device`` and ``on_after_batch_transfer``.
+  ``self.log`` / ``self.log_dict`` calls are dropped during the test (the curve is in the finder's
+  history), so they work without a ``Trainer``. Overrides of ``backward``, ``optimizer_step``,
+  ``optimizer_zero_grad`` or ``configure_gradient_clipping`` are not called (a warning names them);
+* the batches of ``train_dataloaders``, of ``datamodule`` (``prepare_data``, ``setup("fit")``,
+  ``train_dataloader()``) or of the module's own ``train_dataloader()``.
+
+Inside ``fit`` (:class:`LRFinderCallback`), the trainer's settings apply too: ``accumulate_grad_batches``,
+``precision`` (``"16-mixed"`` / ``"bf16-mixed"`` as autocast with that dtype; other precisions train as
+the module is), ``gradient_clip_val`` / ``gradient_clip_algorithm``, and the progress bar.
+
+The module's parameters, buffers, gradients and train/eval modes, and the RNG states, come back bit for bit:
+``Trainer.fit`` after ``find_lr`` gives the losses it would have given without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+
+from .._logging import logger
+from ..errors import InputError, InputTypeError
+from ..finder import LRFinder
+from ._common import amp_settings, clipped_gradients, isolated_rng, require
+
+require("lightning.pytorch", "lightning", "lr_finder.integrations.lightning")
+
+from lightning.pytorch import Callback, LightningDataModule, LightningModule  # noqa: E402
+from lightning.pytorch.utilities import CombinedLoader  # noqa: E402
+from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr  # noqa: E402
+
+__all__ = ["LRFinderCallback", "find_lr", "optimizer_of"]
+
+#: Hooks a Lightning training step may run that the range test does not call.
+_NOT_CALLED = ("backward", "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping")
+_LR_NAMES = ("lr", "learning_rate")
+
+
+def find_lr(
+    module: Any, train_dataloaders: Any = None, datamodule: Any = None, **range_test_kwargs: Any
+) -> LRFinder:
+    """Run the LR range test on ``module`` with its own optimizer and ``training_step``; change nothing.
+
+    Args:
+        module: a ``LightningModule`` with ``training_step`` and ``configure_optimizers``.
+        train_dataloaders: the training loader (as for ``Trainer.fit``); or a ``LightningDataModule``.
+        datamodule: a ``LightningDataModule`` whose ``train_dataloader()`` is used.
+            With neither, the module's own ``train_dataloader()``.
+        **range_test_kwargs: options of :meth:`lr_finder.LRFinder.range_test`.
+
+    Returns:
+        The finished :class:`~lr_finder.LRFinder` (``history``, ``get_suggested_lr()``, ``plot()``).
+
+    Raises:
+        InputTypeError / InputError: not a LightningModule, no ``training_step`` or
+            ``configure_optimizers``, manual optimization, several optimizers or loaders, no data;
+            before anything is trained.
+    """
+    _check_module(module)
+    if train_dataloaders is not None and datamodule is not None:
+        raise InputError("give train_dataloaders or datamodule, not both (as for Trainer.fit)")
+    with isolated_rng():
+        loader = _standalone_loader(module, train_dataloaders, datamodule)
+        return _run(module, loader, {}, (None, "norm"), range_test_kwargs)
+
+
+class LRFinderCallback(Callback):
+    """Run the range test when ``fit`` starts and train with the suggested LR.
+
+    The suggestion is written to the module's LR attribute or hyper-parameter (``attr_name``, else ``lr``
+    or ``learning_rate``; the datamodule's too when it has one), and the trainer's optimizers and LR
+    schedulers are built again from ``configure_optimizers``, so that they start from it. When no LR is
+    suggested, a warning gives the reason and nothing is changed. The finder is kept as :attr:`finder`
+    (plot it, save it), the LR as :attr:`lr`.
+
+    Args:
+        attr_name: the attribute ``configure_optimizers`` reads the LR from; ``""`` looks for ``lr``,
+            then ``learning_rate``.
+        update_attr: write the suggestion to the module (``False``: only run the test).
+        method: the suggestion method (see :func:`lr_finder.available_methods`).
+        **range_test_kwargs: options of :meth:`lr_finder.LRFinder.range_test`; they override the ones
+            read from the trainer.
+    """
+
+    def __init__(
+        self, attr_name: str = "", update_attr: bool = True, method: str = "default", **range_test_kwargs: Any
+    ) -> None:
+        self.attr_name = attr_name
+        self.update_attr = update_attr
+        self.method = method
+        self.range_test_kwargs = range_test_kwargs
+        self.finder: LRFinder | None = None
+        self.lr: float | None = None
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.find(trainer, pl_module)
+
+    def find(self, trainer: Any, pl_module: Any) -> None:
+        """Run the test with ``trainer``'s data and settings and, when it suggests an LR, apply it."""
+        if trainer.fast_dev_run:
+            logger.info("fast_dev_run is on: the LR range test is skipped")
+            return
+        if trainer.world_size > 1:
+            raise InputError(
+                f"the trainer runs in {trainer.world_size} processes: run find_lr in a single process, then "
+                "launch the distributed fit with the LR it suggests"
+            )
+        _check_module(pl_module)
+        attr = _lr_attribute(pl_module, self.attr_name) if self.update_attr else None
+        clip = (trainer.gradient_clip_val, str(getattr(trainer.gradient_clip_algorithm, "value", "norm")))
+        with isolated_rng():
+            loader = _single_loader(_fit_loader(trainer, pl_module))
+            self.finder = _run(pl_module, loader, _settings_from(trainer), clip, self.range_test_kwargs)
+        self.lr = self.finder.get_suggested_lr(self.method)
+        if attr is None or self.lr is None:
+            return
+        _apply(trainer, pl_module, attr, self.lr)
+
+
+def _apply(trainer: Any, module: Any, attr: str, lr: float) -> None:
+    """Write ``lr`` to the module and build the trainer's optimizers and schedulers again with it."""
+    old = lightning_getattr(module, attr)
+    before = _base_lrs(trainer.optimizers)
+    lightning_setattr(module, attr, lr)
+    trainer.strategy.setup_optimizers(trainer)
+    logger.info("Learning rate set to %.3g (%s)", lr, attr)
+    if before == _base_lrs(trainer.optimizers) and old != lr:
+        warnings.warn(
+            f"the suggested LR {lr:.3g} was written to {attr!r}, but the optimizer configure_optimizers() builds "
+            f"did not change: make configure_optimizers read self.{attr}",
+            stacklevel=3,
+        )
+
+
+def _base_lrs(optimizers: list[torch.optim.Optimizer]) -> list[float]:
+    return [float(g.get("initial_lr", g["lr"])) for opt in optimizers for g in opt.param_groups]
+
+
+def _run(
+    module: Any, loader: Any, settings: dict[str, Any], clip: tuple[Any, str], kwargs: dict[str, Any]
+) -> LRFinder:
+    optimizer = optimizer_of(module)
+    for name in _NOT_CALLED:
+        if _overrides(module, name):
+            warnings.warn(
+                f"{type(module).__name__} overrides {name}(), which the range test does not call: it does its own "
+                "backward pass and optimizer step with the optimizer of configure_optimizers()",
+                stacklevel=3,
+            )
+    finder = LRFinder(module, optimizer, None, loss_fn=_StepLoss(module))
+    with _logging_dropped(module), clipped_gradients(optimizer, module.parameters(), clip[0], clip[1]):
+        finder.range_test(loader, **{**settings, **kwargs})
+    return finder
+
+
+def _overrides(module: Any, name: str) -> bool:
+    return getattr(type(module), name, None) is not getattr(LightningModule, name, None)
+
+
+def _check_module(module: Any) -> None:
+    if not isinstance(module, LightningModule):
+        raise InputTypeError(
+            f"module must be a lightning.pytorch.LightningModule, got {type(module).__name__}: for a plain "
+            "torch.nn.Module, use lr_finder.LRFinder(model, optimizer, criterion)"
+        )
+    for hook in ("training_step", "configure_optimizers"):
+        if not _overrides(module, hook):
+            raise InputError(
+                f"{type(module).__name__} does not define {hook}(): the range test trains with the loss of "
+                "training_step and the optimizer of configure_optimizers; define both"
+            )
+    if not module.automatic_optimization:
+        raise InputError(
+            f"{type(module).__name__} uses manual optimization (automatic_optimization=False): its training_step "
+            "steps the optimizers itself, so the range test cannot set the LR per step; run it on a module "
+            "with automatic optimization"
+        )
+
+
+def optimizer_of(module: Any) -> torch.optim.Optimizer:
+    """The one optimizer of ``module.configure_optimizers()``, its groups at their LRs before any scheduler.
+
+    Raises an :class:`~lr_finder.errors.InputError` for no optimizer or several (say which to test by
+    returning only that one), and when ``configure_optimizers`` needs a ``Trainer`` (use the callback).
+    """
+    try:
+        config = module.configure_optimizers()
+    except RuntimeError as exc:
+        if "not attached to a `Trainer`" not in str(exc):
+            raise
+        raise InputError(
+            f"configure_optimizers() needs a Trainer ({exc}): use LRFinderCallback() in Trainer(callbacks=[...]), "
+            "which runs the range test when fit starts"
+        ) from exc
+    optimizers = _optimizers_in(config)
+    if len(optimizers) != 1:
+        raise InputError(
+            f"configure_optimizers() returned {len(optimizers)} optimizers: the range test sweeps the LR of one; "
+            "return only the optimizer to test (e.g. behind a flag), or test each in its own run"
+        )
+    optimizer = optimizers[0]
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise InputTypeError(f"configure_optimizers() gave {type(optimizer).__name__}, not a torch.optim.Optimizer")
+    for group in optimizer.param_groups:  # a scheduler's constructor already applied its first factor
+        if "initial_lr" in group:
+            group["lr"] = group["initial_lr"]
+    return optimizer
+
+
+def _optimizers_in(config: Any) -> list[Any]:
+    """The optimizers in each form ``configure_optimizers`` may return."""
+    if config is None:
+        return []
+    if isinstance(config, Mapping):
+        if "optimizer" not in config:
+            raise InputError(f"configure_optimizers() returned a dict without 'optimizer': keys {sorted(config)}")
+        return [config["optimizer"]]
+    if isinstance(config, (list, tuple)):
+        if len(config) == 2 and isinstance(config[0], (list, tuple)):  # ([optimizers], [schedulers])
+            return list(config[0])
+        return [item for entry in config for item in _optimizers_in(entry)]
+    return [config]
+
+
+class _StepLoss:
+    """``loss_fn(model, batch)``: the batch hooks, then the loss of ``training_step(batch, batch_idx)``."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.batch_idx = 0
+
+    def __call__(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        module = self.module
+        batch = module.on_before_batch_transfer(batch, 0)
+        batch = module.transfer_batch_to_device(batch, module.device, 0)
+        batch = module.on_after_batch_transfer(batch, 0)
+        out = module.training_step(batch, self.batch_idx)
+        self.batch_idx += 1
+        if isinstance(out, Mapping):
+            if "loss" not in out:
+                raise InputError(f"training_step returned a dict without 'loss' (keys {sorted(out)}): add it")
+            out = out["loss"]
+        if out is None:
+            raise InputError(
+                f"training_step returned None for batch {self.batch_idx - 1}: Lightning skips such a batch, but "
+                "each step of the range test needs a loss; return the loss for every batch"
+            )
+        return out  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _logging_dropped(module: Any) -> Iterator[None]:
+    """``self.log`` / ``self.log_dict`` do nothing while the block runs (outside ``fit`` they would warn or
+    raise, inside it they would write the test's values into the trainer's metrics)."""
+    names = ("log", "log_dict")
+    saved = {name: module.__dict__[name] for name in names if name in module.__dict__}
+    for name in names:
+        module.__dict__[name] = _ignore
+    try:
+        yield
+    finally:
+        for name in names:
+            module.__dict__.pop(name, None)
+        module.__dict__.update(saved)
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _lr_attribute(module: Any, name: str) -> str:
+    names = (name,) if name else _LR_NAMES
+    for candidate in names:
+        if lightning_hasattr(module, candidate):
+            return candidate
+    raise InputError(
+        f"{type(module).__name__} has no {' or '.join(map(repr, names))} attribute or hyper-parameter to write the "
+        "suggestion to: add one that configure_optimizers reads (self.lr = ...), pass attr_name='...', or "
+        "update_attr=False"
+    )
+
+
+def _settings_from(trainer: Any) -> dict[str, Any]:
+    """``range_test`` keywords that make the test train the way the trainer will."""
+    precision = str(trainer.precision)
+    dtype = None
+    if precision.endswith("-mixed"):
+        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+    return {
+        "accumulation_steps": int(trainer.accumulate_grad_batches),
+        "show_progress": trainer.progress_bar_callback is not None,
+        **amp_settings(dtype),
+    }
+
+
+def _standalone_loader(module: Any, train_dataloaders: Any, datamodule: Any) -> Any:
+    if isinstance(train_dataloaders, LightningDataModule):  # Trainer.fit accepts it there too
+        train_dataloaders, datamodule = None, train_dataloaders
+    if datamodule is not None:
+        if not isinstance(datamodule, LightningDataModule):
+            raise InputTypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}")
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        return _single_loader(datamodule.train_dataloader())
+    if train_dataloaders is not None:
+        return _single_loader(train_dataloaders)
+    if _overrides(module, "train_dataloader"):
+        return _single_loader(module.train_dataloader())
+    raise InputError(
+        f"no training data: pass find_lr(module, train_dataloaders=...) or datamodule=..., or define "
+        f"{type(module).__name__}.train_dataloader()"
+    )
+
+
+def _fit_loader(trainer: Any, module: Any) -> Any:
+    """The train loader(s) ``fit`` was given: its data source, else the datamodule or the module."""
+    source = getattr(trainer.fit_loop, "_data_source", None)  # no public handle on what fit() was given
+    if source is not None and source.is_defined():
+        return source.dataloader()
+    if trainer.datamodule is not None:
+        return trainer.datamodule.train_dataloader()
+    return _standalone_loader(module, None, None)
+
+
+def _single_loader(loaders: Any) -> Any:
+    """One loader from what Lightning accepts as train loaders; a collection of several is refused."""
+    if isinstance(loaders, CombinedLoader):
+        loaders = loaders.iterables
+    if isinstance(loaders, Mapping) or isinstance(loaders, (list, tuple)):
+        items = list(loaders.values()) if isinstance(loaders, Mapping) else list(loaders)
+        if len(items) != 1:
+            raise InputError(
+                f"{len(items)} train loaders were given: the range test draws its batches from one; pass that one"
+            )
+        return items[0]
+    if loaders is None:
+        raise InputError("the train loader is None: return a DataLoader from train_dataloader()")
+    return loaders

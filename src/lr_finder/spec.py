@@ -1,0 +1,173 @@
+"""Loading a SPEC: the user's function, named ``package.module:function`` or ``path/to/file.py:function``,
+that builds the model, optimizer, criterion and loaders for ``lr-finder run``.
+
+Importing a file puts its folder on ``sys.path`` for the rest of the process (its own imports, and
+DataLoader workers that unpickle its classes, need it), like ``python path/to/file.py`` does; a module SPEC
+is looked up from the working folder, like ``python -m``.
+
+A SPEC that cannot be found or returns the wrong thing raises :class:`~lr_finder.errors.InputError`; the
+user's own code raising anything raises :class:`UserCodeError`, with the user's exception as its cause.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+#: What a SPEC function returns: these four, in this order or as dict keys ...
+SPEC_KEYS = ("model", "optimizer", "criterion", "train_loader")
+#: ... and optionally these (``val_loader`` may also be a fifth element of a tuple).
+SPEC_OPTIONAL = ("val_loader", "loss_fn", "scaler")
+
+
+class UserCodeError(Exception):
+    """The user's code (importing the SPEC, calling it, or training their model) raised.
+
+    ``str()`` says what was running and what was raised; ``__cause__`` is the user's exception, with its
+    traceback.
+    """
+
+    def __init__(self, what: str, exc: BaseException) -> None:
+        super().__init__(f"{what} raised {type(exc).__name__}: {exc}")
+        self.__cause__ = exc
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are Python literals (``32``, ``1e-3``, ``'adam'``, ``True``) or strings."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise InputError(f"--param {item!r}: expected KEY=VALUE, e.g. --param batch_size=64")
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    """Import a Python file as a module; its folder goes on ``sys.path`` so its own imports work."""
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else None
+    name = name or f"_lr_finder_spec_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise InputError(f"{path}: cannot be imported as Python (SPEC {spec!r})")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # registered first, so pickling its classes (DataLoader workers) works
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise InputError(f"{path}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})") from exc
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise UserCodeError(f"importing {path}", exc) from exc
+    return module
+
+
+def _import_module(target: str, spec: str) -> Any:
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # like `python -m`: modules in the working folder are importable
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
+            raise InputError(
+                f"SPEC {spec!r}: no module named {exc.name!r}; give 'package.module:function' importable "
+                "from here, or 'path/to/file.py:function'"
+            ) from exc
+        raise UserCodeError(f"importing {target}", exc) from exc  # a module the SPEC's own code imports
+    except SyntaxError as exc:
+        raise InputError(
+            f"{exc.filename}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})"
+        ) from exc
+    except Exception as exc:
+        raise UserCodeError(f"importing {target}", exc) from exc
+
+
+def load_spec(spec: str) -> Callable[..., Any]:
+    """The function named by ``package.module:function`` or ``path/to/file.py:function``."""
+    target, sep, func_name = spec.rpartition(":")
+    if not sep or not target or not func_name.isidentifier():
+        raise InputError(
+            f"SPEC {spec!r} must be 'package.module:function' or 'path/to/file.py:function', naming a "
+            "function that returns (model, optimizer, criterion, train_loader)"
+        )
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise InputError(f"{target}: no such file (SPEC {spec!r})")
+        module = _import_file(path, spec)
+    else:
+        module = _import_module(target, spec)
+    fn = getattr(module, func_name, None)
+    if fn is None:
+        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        hint = f"; its functions: {', '.join(public[:8])}" if public else ""
+        raise InputError(f"SPEC {spec!r}: {target} has no {func_name!r}{hint}")
+    if not callable(fn):
+        raise InputError(f"SPEC {spec!r}: {func_name} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def unpack_spec(result: Any, spec: str) -> dict[str, Any]:
+    """The SPEC function's result as a dict with the four required keys and any optional ones."""
+    usage = (
+        "return (model, optimizer, criterion, train_loader[, val_loader]) or a dict with the keys "
+        f"{', '.join(SPEC_KEYS)} (optional: {', '.join(SPEC_OPTIONAL)})"
+    )
+    if isinstance(result, Mapping):
+        keys = [str(k) for k in result]
+        missing = [k for k in SPEC_KEYS if k not in result]
+        unknown = [k for k in keys if k not in SPEC_KEYS + SPEC_OPTIONAL]
+        if missing or unknown:
+            problem = "; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
+            )
+            raise InputError(f"SPEC {spec!r} returned a dict with {problem}: {usage}")
+        return {str(k): v for k, v in result.items()}
+    if isinstance(result, (tuple, list)) and len(result) in (4, 5):
+        return dict(zip(SPEC_KEYS + ("val_loader",), result, strict=False))
+    what = (
+        f"a {type(result).__name__} of {len(result)}"
+        if isinstance(result, (tuple, list))
+        else type(result).__name__
+    )
+    raise InputError(f"SPEC {spec!r} returned {what}: {usage}")
+
+
+def build(spec: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Load the SPEC, call it with ``kwargs`` and return its objects by name (see :func:`unpack_spec`).
+
+    Raises:
+        InputError: the SPEC cannot be found, does not take ``kwargs``, or returns the wrong thing.
+        UserCodeError: the SPEC's module or function raised.
+    """
+    fn = load_spec(spec)
+    try:
+        inspect.signature(fn).bind(**kwargs)
+    except TypeError as exc:
+        raise InputError(f"--param: {getattr(fn, '__name__', spec)}() does not accept them: {exc}") from exc
+    except ValueError:  # no signature (a builtin): let the call decide
+        pass
+    try:
+        result = fn(**kwargs)
+    except Exception as exc:
+        raise UserCodeError(f"SPEC {spec!r}", exc) from exc
+    return unpack_spec(result, spec)
