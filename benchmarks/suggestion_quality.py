@@ -744,16 +744,16 @@ def stability_section(run: Run) -> str:
 
 
 def verify_section(run: Run) -> str:
-    steps = [v["steps"] for per in run.verified.values() for v in per.values()]
-    changed = sum(
-        1 for per in run.verified.values() for v in per.values() if v["lr"] != v["suggested"] and v["lr"] is not None
-    )
-    none = sum(1 for per in run.verified.values() for v in per.values() if v["lr"] is None)
+    runs = [v for per in run.verified.values() for v in per.values()]
+    steps = [v["steps"] for v in runs]
+    unchecked = sum(v["suggested"] is None for v in runs)
+    unstable = sum(v["suggested"] is not None and v["lr"] is None for v in runs)
+    moved = sum(v["lr"] is not None and v["suggested"] is not None and v["lr"] != v["suggested"] for v in runs)
     return (
         "## `verify()`: cost\n\n"
         f"Extra training steps per range test: mean {np.mean(steps):.0f}, max {max(steps)} (the sweep itself: "
-        f"{NUM_ITER}); it moved the pick on {changed} of {len(steps)} runs and found no stable candidate on "
-        f"{none}.\n"
+        f"{NUM_ITER}). Of {len(runs)} runs (task x seed), {unchecked} had no suggestion to verify, {unstable} "
+        f"found no stable candidate, and {moved} moved the pick.\n"
     )
 
 
