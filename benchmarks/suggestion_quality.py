@@ -491,25 +491,37 @@ def stability(
 #: scaled with the sweep's density within [0.4 d, 2 d] (the package's ``backoff`` is ``d = 5``).
 DIVISORS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0, 20.0)
 
-Rule = Callable[[History], "float | None"]
+#: ... and, when the descent test finds no descent but the sweep diverged (stopped before ``num_iter``), a
+#: fallback to the LR where it stopped over ``k`` (``None``: no fallback, as shipped).
+FALLBACKS = (None, 10.0, 20.0, 40.0)
+
+Rule = Callable[[History, int], "float | None"]
 
 
-def _with_divisor(d: float) -> Rule:
-    """The package's own ``backoff`` analysis (``History.analyze``), run with divisor ``d``."""
+def _with_divisor(d: float, k: float | None) -> Rule:
+    """The package's own ``backoff`` analysis (``History.analyze``), run with divisor ``d``; with ``k``, a
+    curve without a descent that diverged gets the LR where the sweep stopped over ``k``."""
 
-    def rule(h: History) -> float | None:
+    def rule(h: History, num_iter: int) -> float | None:
         saved = suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS
         suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS = d, (0.4 * d, 2.0 * d)
         try:
-            return h.analyze("backoff").lr  # type: ignore[no-any-return]
+            lr: float | None = h.analyze("backoff").lr
         finally:
             suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS = saved
+        if lr is None and k is not None and 0 < len(h.lr) < num_iter:
+            lr = max(h.lr[-1] / k, h.lr[0])
+        return lr
 
     return rule
 
 
 def family() -> dict[str, Rule]:
-    return {f"backoff /{d:g}": _with_divisor(d) for d in DIVISORS}
+    return {
+        f"backoff /{d:g}" + ("" if k is None else f", else stop /{k:g}"): _with_divisor(d, k)
+        for d in DIVISORS
+        for k in FALLBACKS
+    }
 
 
 def family_regrets(run: Run, sweeps: SweepCache) -> dict[str, dict[str, float]]:
@@ -523,7 +535,7 @@ def family_regrets(run: Run, sweeps: SweepCache) -> dict[str, dict[str, float]]:
         for s in run.seeds:
             h = as_history(sweeps.slot(t)[f"ours|{s}|{NUM_ITER}"])
             for r, rule in rules.items():
-                value = truth.interpolated_regret(s, rule(h)) / len(run.seeds)
+                value = truth.interpolated_regret(s, rule(h, NUM_ITER)) / len(run.seeds)
                 out[r][t.name] = out[r].get(t.name, 0.0) + value
     return out
 
@@ -641,17 +653,23 @@ def cross_validate(run: Run, ev_cache: TrainCache, sweeps: SweepCache) -> None:
     table = family_regrets(run, sweeps)
     held, picks, chosen = leave_one_task_out(table)
     name = f"CV choice: {chosen}"
-    rule = family()[chosen]
     run.cv = {"table": table, "held": held, "picks": picks, "chosen": chosen, "name": name}
-    run.methods.append(name)
-    run.table[name] = {}
-    for t in run.tasks:
-        per = run.picks[t.name]
-        for s in run.seeds:
-            for n in run.num_iters:
-                h = as_history(sweeps.slot(t)[f"ours|{s}|{n}"])
-                per[s][n][name] = rule(h)
-        run.table[name][t.name] = score(t, run.truths[t.name], {s: per[s][NUM_ITER][name] for s in run.seeds}, ev_cache)
+    extra = {name: chosen}
+    if ", else stop /" in chosen:  # the fallback alone, on the shipped divisor
+        fallback = chosen[chosen.index(", else") :]
+        extra[f"candidate: backoff /5{fallback}"] = f"backoff /5{fallback}"
+    rules = family()
+    for label, rule_name in extra.items():
+        rule = rules[rule_name]
+        run.methods.append(label)
+        run.table[label] = {}
+        for t in run.tasks:
+            per = run.picks[t.name]
+            for s in run.seeds:
+                for n in run.num_iters:
+                    per[s][n][label] = rule(as_history(sweeps.slot(t)[f"ours|{s}|{n}"]), n)
+            picked = {s: per[s][NUM_ITER][label] for s in run.seeds}
+            run.table[label][t.name] = score(t, run.truths[t.name], picked, ev_cache)
     ev_cache.save()
 
 
@@ -761,7 +779,7 @@ def targets_section(sums: dict[str, dict[str, dict[str, float]]]) -> str:
     if qt.HELD_OUT not in sums:
         return ""
     lines = []
-    for m in (DEFAULT, VERIFY):
+    for m in [DEFAULT, VERIFY, *(x for x in sums[qt.HELD_OUT] if x.startswith(("CV choice", "candidate")))]:
         s = sums[qt.HELD_OUT][m]
         checks = [
             f"mean r {s['mean']:.3f} {'<=' if s['mean'] <= TARGETS['mean'] else '>'} {TARGETS['mean']}",
@@ -770,7 +788,7 @@ def targets_section(sums: dict[str, dict[str, dict[str, float]]]) -> str:
             f"{s['nones']} seed(s) without a pick",
         ]
         met = s["mean"] <= TARGETS["mean"] and s["worst"] <= TARGETS["worst"] and s["share"] >= TARGETS["share"]
-        peers = [p for p in sums[qt.HELD_OUT] if not p.startswith(("lr_finder", "CV choice"))]
+        peers = [p for p in sums[qt.HELD_OUT] if not p.startswith(("lr_finder", "CV choice", "candidate"))]
         beats = [
             p for p in peers
             if s["mean"] < sums[qt.HELD_OUT][p]["mean"] and s["worst"] <= sums[qt.HELD_OUT][p]["worst"]
@@ -811,9 +829,10 @@ def cv_section(run: Run) -> str:
         counts[r] = counts.get(r, 0) + 1
     chosen = ", ".join(f"`{r}` x{c}" for r, c in sorted(counts.items(), key=lambda kv: -kv[1]))
     return (
-        "## The default's divisor, cross-validated on the tuning split\n\n"
+        "## The default's constants, cross-validated on the tuning split\n\n"
         "Regret on the tuning tasks interpolated from the ground-truth grid (a stand-in for training at each "
-        "pick), the package's `backoff` family with divisor d:\n\n"
+        "pick), the package's `backoff` with divisor d, and with a fallback for curves without a descent that "
+        "diverged (the LR where the sweep stopped, over k):\n\n"
         + md_table(["rule", "mean r", "worst r", "r<=0.05"], rows)
         + f"\n\nLeave one tuning task out: mean {np.mean(held):.3f}, worst {np.max(held):.3f}, "
         f"{sum(x <= GOOD for x in held)}/{len(held)} within 0.05 (rules chosen: {chosen}). Chosen on the whole "
