@@ -25,8 +25,12 @@ in the registry, fixed when it was written and before any rule was scored on it)
 * stability: how far the pick moves, in decades, across the seeds and across ``num_iter`` in {50, 100, 200}
   (the worst seed), median over tasks.
 
+* constants: the default's divisor, and a fallback for curves without a descent whose sweep diverged, are
+  chosen by leave-one-task-out cross-validation on the tuning split only (regret interpolated from the
+  grid); the choice is then trained at its picks on both splits like every other method.
+
 Prints the summary for the held-out and the tuning split side by side, the safety and stability tables,
-``verify()``'s cost, the targets met or not, and the per-task table; writes it to
+``verify()``'s cost, the targets met or not, the cross-validation and the per-task table; writes it to
 ``results/suggestion_quality.md``.
 
 Run: ``python benchmarks/suggestion_quality.py`` (``--quick`` for a smoke run, ``--truth-only`` to fill
