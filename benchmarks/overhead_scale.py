@@ -45,6 +45,9 @@ from lr_finder import state as lr_state  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SIZES = (1e6, 1e7, 5e7, 1e8, 2e8, 4e8)
 STEPS = 3
+#: Copies of the state (16 bytes a parameter: weights, grads, two Adam moments) a size needs in RAM at once:
+#: the model's, the memory snapshot's or the floor's clone, and slack for the steps' temporaries.
+NEEDED_COPIES = 2.2
 BATCH = 8
 
 
@@ -278,17 +281,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.getLogger("lr_finder").setLevel(logging.WARNING)
-    rows = []
+    rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lr_finder_scale_") as cache_dir:
         for size in (float(s) for s in args.sizes.split(",")):
+            need, free = size * 16 * NEEDED_COPIES, _available()
+            if args.device == "cpu" and free is not None and free < need:
+                print(f"stopped before {size:g} parameters: about {need / 1e9:.1f} GB of free RAM needed, "
+                      f"{free / 1e9:.1f} GB available", flush=True)
+                break
             rows.append(measure(size, args.reps, cache_dir, torch.device(args.device)))
             print(render(rows[-1:], args.threads, args.device).splitlines()[-1], flush=True)
-    table = render(rows, args.threads, args.device)
-    print("\n" + table)
-    Path(args.out).write_text(table)
+            write(rows, args)  # after every size: a run stopped by a larger one keeps what it measured
+    print("\n" + render(rows, args.threads, args.device))
+    return 0
+
+
+def write(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
+    Path(args.out).write_text(render(rows, args.threads, args.device))
     if args.plot:
         plot(rows, HERE.parent / "docs" / "overhead_scale.png")
-    return 0
+
+
+def _available() -> int | None:
+    """``MemAvailable`` in bytes (Linux), else ``None``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 if __name__ == "__main__":
