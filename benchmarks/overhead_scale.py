@@ -13,16 +13,19 @@ moments present (so the state is 4 copies of the parameters), times with the pub
 Each time is the fastest of ``--reps`` runs (noise from other processes only ever adds time). Peak memory
 is the resident high-water mark (reset through ``/proc/self/clear_refs`` before each run) above that of the
 bare steps, whose own temporaries (Adam's, the gradients) are not the range test's doing.
-Prints a table, writes ``results/overhead_scale.md`` and, with ``--plot``, ``docs/overhead_scale.png``.
+Prints a table, writes ``results/overhead_scale.md`` (and the numbers as ``.json``) after every size and,
+with ``--plot``, ``docs/overhead_scale.png``; a size that needs more free RAM than there is stops the run.
 
     python benchmarks/overhead_scale.py                   # 1M..400M (needs ~14 GB free RAM at 400M)
     python benchmarks/overhead_scale.py --sizes 1e6,1e7   # a quick look
+    python benchmarks/overhead_scale.py --plot --replot   # redraw table and plot from the saved numbers
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import math
 import os
@@ -258,11 +261,14 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
     x = [r["params"] for r in rows]
     for name, color in (("memory", "#1f77b4"), ("disk", "#d62728")):
         a.plot(x, [snapshot(r, name) / r["floor"] for r in rows], "o-", color=color, label=f"{name} mode")
-        b.plot(x, [r[f"{name}_peak"] / 1e9 for r in rows], "o-", color=color, label=f"{name} mode")
-    b.plot(x, [r["state_gb"] for r in rows], "k--", label="one copy of the state")
-    a.axhline(1.0, color="0.5", linewidth=0.8)
-    a.set(xscale="log", xlabel="parameters", ylabel="snapshot time / floor", title="capture + restore + free")
-    b.set(xscale="log", yscale="symlog", xlabel="parameters", ylabel="GB", title="peak memory above the bare steps")
+        peaks = [r[f"{name}_peak"] / 1e9 for r in rows]
+        most = f"at most {max(peaks) * 1e3:,.0f} MB" if max(peaks) >= 1e-3 else "under 1 MB"
+        b.plot(x, peaks, "o-", color=color, label=f"{name} mode ({most})")
+    b.plot(x, [r["state_gb"] for r in rows], "k--", linewidth=1, label="one copy of the state")
+    a.axhline(1.0, color="0.3", linewidth=1, linestyle=":", label="floor: clone + copy back")
+    a.set(xscale="log", xlabel="parameters", ylabel="snapshot time / floor", title="capture + restore + free",
+          ylim=(0, None))
+    b.set(xscale="log", xlabel="parameters", ylabel="GB", title="peak memory above the bare steps", ylim=(0, None))
     for ax in (a, b):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -278,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", action="store_true", help="write docs/overhead_scale.png")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default=str(HERE / "results" / "overhead_scale.md"))
+    parser.add_argument("--replot", action="store_true", help="redraw the table and plot from --out's .json")
     args = parser.parse_args(argv)
+    if args.replot:
+        write(json.loads(Path(args.out).with_suffix(".json").read_text()), args)
+        return 0
     torch.set_num_threads(args.threads)
     logging.getLogger("lr_finder").setLevel(logging.WARNING)
     rows: list[dict[str, float]] = []
@@ -298,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
     Path(args.out).write_text(render(rows, args.threads, args.device))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     if args.plot:
         plot(rows, HERE.parent / "docs" / "overhead_scale.png")
 
