@@ -13,16 +13,19 @@ moments present (so the state is 4 copies of the parameters), times with the pub
 Each time is the fastest of ``--reps`` runs (noise from other processes only ever adds time). Peak memory
 is the resident high-water mark (reset through ``/proc/self/clear_refs`` before each run) above that of the
 bare steps, whose own temporaries (Adam's, the gradients) are not the range test's doing.
-Prints a table, writes ``results/overhead_scale.md`` and, with ``--plot``, ``docs/overhead_scale.png``.
+Prints a table, writes ``results/overhead_scale.md`` (and the numbers as ``.json``) after every size and,
+with ``--plot``, ``docs/overhead_scale.png``; a size that needs more free RAM than there is stops the run.
 
     python benchmarks/overhead_scale.py                   # 1M..400M (needs ~14 GB free RAM at 400M)
     python benchmarks/overhead_scale.py --sizes 1e6,1e7   # a quick look
+    python benchmarks/overhead_scale.py --plot --replot   # redraw table and plot from the saved numbers
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import math
 import os
@@ -45,6 +48,9 @@ from lr_finder import state as lr_state  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SIZES = (1e6, 1e7, 5e7, 1e8, 2e8, 4e8)
 STEPS = 3
+#: Copies of the state (16 bytes a parameter: weights, grads, two Adam moments) a size needs in RAM at once:
+#: the model's, the memory snapshot's or the floor's clone, and slack for the steps' temporaries.
+NEEDED_COPIES = 2.2
 BATCH = 8
 
 
@@ -255,11 +261,14 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
     x = [r["params"] for r in rows]
     for name, color in (("memory", "#1f77b4"), ("disk", "#d62728")):
         a.plot(x, [snapshot(r, name) / r["floor"] for r in rows], "o-", color=color, label=f"{name} mode")
-        b.plot(x, [r[f"{name}_peak"] / 1e9 for r in rows], "o-", color=color, label=f"{name} mode")
-    b.plot(x, [r["state_gb"] for r in rows], "k--", label="one copy of the state")
-    a.axhline(1.0, color="0.5", linewidth=0.8)
-    a.set(xscale="log", xlabel="parameters", ylabel="snapshot time / floor", title="capture + restore + free")
-    b.set(xscale="log", yscale="symlog", xlabel="parameters", ylabel="GB", title="peak memory above the bare steps")
+        peaks = [r[f"{name}_peak"] / 1e9 for r in rows]
+        most = f"at most {max(peaks) * 1e3:,.0f} MB" if max(peaks) >= 1e-3 else "under 1 MB"
+        b.plot(x, peaks, "o-", color=color, label=f"{name} mode ({most})")
+    b.plot(x, [r["state_gb"] for r in rows], "k--", linewidth=1, label="one copy of the state")
+    a.axhline(1.0, color="0.3", linewidth=1, linestyle=":", label="floor: clone + copy back")
+    a.set(xscale="log", xlabel="parameters", ylabel="snapshot time / floor", title="capture + restore + free",
+          ylim=(0, None))
+    b.set(xscale="log", xlabel="parameters", ylabel="GB", title="peak memory above the bare steps", ylim=(0, None))
     for ax in (a, b):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -275,20 +284,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", action="store_true", help="write docs/overhead_scale.png")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default=str(HERE / "results" / "overhead_scale.md"))
+    parser.add_argument("--replot", action="store_true", help="redraw the table and plot from --out's .json")
     args = parser.parse_args(argv)
+    if args.replot:
+        write(json.loads(Path(args.out).with_suffix(".json").read_text()), args)
+        return 0
     torch.set_num_threads(args.threads)
     logging.getLogger("lr_finder").setLevel(logging.WARNING)
-    rows = []
+    rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="lr_finder_scale_") as cache_dir:
         for size in (float(s) for s in args.sizes.split(",")):
+            need, free = size * 16 * NEEDED_COPIES, _available()
+            if args.device == "cpu" and free is not None and free < need:
+                print(f"stopped before {size:g} parameters: about {need / 1e9:.1f} GB of free RAM needed, "
+                      f"{free / 1e9:.1f} GB available", flush=True)
+                break
             rows.append(measure(size, args.reps, cache_dir, torch.device(args.device)))
             print(render(rows[-1:], args.threads, args.device).splitlines()[-1], flush=True)
-    table = render(rows, args.threads, args.device)
-    print("\n" + table)
-    Path(args.out).write_text(table)
+            write(rows, args)  # after every size: a run stopped by a larger one keeps what it measured
+    print("\n" + render(rows, args.threads, args.device))
+    return 0
+
+
+def write(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
+    Path(args.out).write_text(render(rows, args.threads, args.device))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     if args.plot:
         plot(rows, HERE.parent / "docs" / "overhead_scale.png")
-    return 0
+
+
+def _available() -> int | None:
+    """``MemAvailable`` in bytes (Linux), else ``None``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 if __name__ == "__main__":

@@ -309,15 +309,16 @@ def test_tied_parameters_and_their_optimizer_state_come_back(tmp_path, memory_ca
 
 
 @pytest.mark.parametrize("memory_cache", [True, False])
-@pytest.mark.parametrize("problem", ["a file", "read-only"])
+@pytest.mark.parametrize("problem", ["a file", "under a file", "read-only"])
 def test_unusable_cache_dir_is_refused_before_the_first_step(tmp_path, monkeypatch, memory_cache, problem):
     task = digits_mlp()
     calls = []
     task.model[0].register_forward_pre_hook(lambda m, a: calls.append(1))
     before = state_of(task.model, task.optimizer)
-    if problem == "a file":
+    if problem in ("a file", "under a file"):
         where = tmp_path / "taken"
         where.write_text("not a folder")
+        where = where if problem == "a file" else where / "sub"
         match = "is a file, not a folder"
     else:
         where = tmp_path / "ro"
@@ -335,7 +336,8 @@ def test_unusable_cache_dir_is_refused_before_the_first_step(tmp_path, monkeypat
     assert str(where) in str(info.value)
     assert not calls, "refused before the first step"
     assert_same_state(before, state_of(task.model, task.optimizer))
-    os.chmod(where, 0o700)
+    if where.is_dir():
+        os.chmod(where, 0o700)
 
 
 @pytest.mark.parametrize("memory_cache", [True, False])

@@ -183,8 +183,8 @@ def check_cache_dir(cache_dir: str | os.PathLike[str], needed: int | None = None
     """
     path = os.fspath(cache_dir)
     fix = "pass a writable cache_dir" + (", or memory_cache=True" if needed is not None else "")
-    probe_dir = path
-    while needed is None and not os.path.exists(probe_dir) and os.path.dirname(probe_dir) != probe_dir:
+    probe_dir = path  # the folder itself, or the nearest one above it that exists
+    while not os.path.exists(probe_dir) and os.path.dirname(probe_dir) != probe_dir:
         probe_dir = os.path.dirname(probe_dir) or "."
     if os.path.exists(probe_dir) and not os.path.isdir(probe_dir):
         where = "" if probe_dir == path else f" ({probe_dir!r} is a file)"
@@ -192,6 +192,7 @@ def check_cache_dir(cache_dir: str | os.PathLike[str], needed: int | None = None
     try:
         if needed is not None:
             os.makedirs(path, exist_ok=True)
+            probe_dir = path
         fd, probe = tempfile.mkstemp(prefix=".lr_finder_probe_", dir=probe_dir)
         os.close(fd)
         os.remove(probe)
