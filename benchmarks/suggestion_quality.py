@@ -249,12 +249,15 @@ def as_entry(h: History) -> dict[str, Any]:
     }
 
 
-def as_history(entry: dict[str, Any]) -> History:
+def as_history(entry: dict[str, Any], num_iter: int) -> History:
+    """A cached sweep as the History it came from; one that ended before ``num_iter`` steps stopped early
+    (a divergence, a NaN or a spike), which the analysis reads."""
     nan = math.nan
     return History(
         [nan if v is None else v for v in entry["lr"]],
         [nan if v is None else v for v in entry["loss"]],
         [nan if v is None else v for v in entry["raw"]],
+        "stopped early" if len(entry["lr"]) < num_iter else None,
     )
 
 
@@ -367,9 +370,9 @@ def sweep_picks(
     task: qt.QualityTask, seed: int, n: int, sweeps: SweepCache, peers: Sequence[str]
 ) -> dict[str, float | None]:
     """Every method's pick from the sweeps of one (task, seed, num_iter); sweeps are run once, then cached."""
-    h = as_history(sweeps.get(task, f"ours|{seed}|{n}", lambda: as_entry(our_sweep(task, seed, n))))
+    h = as_history(sweeps.get(task, f"ours|{seed}|{n}", lambda: as_entry(our_sweep(task, seed, n))), n)
     row: dict[str, float | None] = {f"lr_finder {m}": h.analyze(m).lr for m in METHODS}
-    f = as_history(sweeps.get(task, f"fastai|{seed}|{n}", lambda: as_entry(fastai_sweep(task, seed, n))))
+    f = as_history(sweeps.get(task, f"fastai|{seed}|{n}", lambda: as_entry(fastai_sweep(task, seed, n))), n)
     x, y = cand.fastai_trim(f.lr, f.loss, n)
     row.update({name: cand.FASTAI[name](x, y) for name in FASTAI_USED})
     for name in peers:
@@ -492,30 +495,34 @@ def stability(
 # ------------------------------------------------------------------------------------------------
 
 #: The default's family: the LR of the loss minimum over a divisor ``d`` at the reference sweep density,
-#: scaled with the sweep's density within [0.4 d, 2 d] (the package's ``backoff`` is ``d = 5``).
+#: scaled with the sweep's density within [0.4 d, 2 d] (the package ships the cross-validated choice,
+#: ``suggestion.BACKOFF_DIVISOR``).
 DIVISORS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0, 20.0)
 
 #: ... and, when the descent test finds no descent but the sweep diverged (stopped before ``num_iter``), a
-#: fallback to the LR where it stopped over ``k`` (``None``: no fallback, as shipped).
+#: fallback to the LR where it stopped over ``k`` (``None``: no fallback; the package ships
+#: ``suggestion.NO_DESCENT_DIVISOR``).
 FALLBACKS = (None, 10.0, 20.0, 40.0)
 
 Rule = Callable[[History, int], "float | None"]
 
 
 def _with_divisor(d: float, k: float | None) -> Rule:
-    """The package's own ``backoff`` analysis (``History.analyze``), run with divisor ``d``; with ``k``, a
-    curve without a descent that diverged gets the LR where the sweep stopped over ``k``."""
+    """The package's own ``backoff`` analysis run with divisor ``d``; with ``k``, a curve without a descent
+    whose sweep stopped early gets the LR where it stopped over ``k`` (the package's ``NO_DESCENT_DIVISOR``),
+    without ``k`` no fallback."""
 
     def rule(h: History, num_iter: int) -> float | None:
-        saved = suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS
+        names = ("BACKOFF_DIVISOR", "BACKOFF_BOUNDS", "NO_DESCENT_DIVISOR")
+        saved = [getattr(suggestion, name) for name in names]
         suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS = d, (0.4 * d, 2.0 * d)
+        suggestion.NO_DESCENT_DIVISOR = k if k is not None else saved[2]
         try:
-            lr: float | None = h.analyze("backoff").lr
+            stopped = k is not None and 0 < len(h.lr) < num_iter
+            return suggestion.analyze(h.lr, h.raw_loss, "backoff", diverged_at=h.lr[-1] if stopped else None).lr
         finally:
-            suggestion.BACKOFF_DIVISOR, suggestion.BACKOFF_BOUNDS = saved
-        if lr is None and k is not None and 0 < len(h.lr) < num_iter:
-            lr = max(h.lr[-1] / k, h.lr[0])
-        return lr
+            for name, value in zip(names, saved, strict=True):
+                setattr(suggestion, name, value)
 
     return rule
 
@@ -537,7 +544,7 @@ def family_regrets(run: Run, sweeps: SweepCache) -> dict[str, dict[str, float]]:
             continue
         truth = run.truths[t.name]
         for s in run.seeds:
-            h = as_history(sweeps.slot(t)[f"ours|{s}|{NUM_ITER}"])
+            h = as_history(sweeps.slot(t)[f"ours|{s}|{NUM_ITER}"], NUM_ITER)
             for r, rule in rules.items():
                 value = truth.interpolated_regret(s, rule(h, NUM_ITER)) / len(run.seeds)
                 out[r][t.name] = out[r].get(t.name, 0.0) + value
@@ -671,7 +678,7 @@ def cross_validate(run: Run, ev_cache: TrainCache, sweeps: SweepCache) -> None:
             per = run.picks[t.name]
             for s in run.seeds:
                 for n in run.num_iters:
-                    per[s][n][label] = rule(as_history(sweeps.slot(t)[f"ours|{s}|{n}"]), n)
+                    per[s][n][label] = rule(as_history(sweeps.slot(t)[f"ours|{s}|{n}"], n), n)
             picked = {s: per[s][NUM_ITER][label] for s in run.seeds}
             run.table[label][t.name] = score(t, run.truths[t.name], picked, ev_cache)
     ev_cache.save()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from lr_finder import analyze, available_methods, smoothing, suggest_lr
-from lr_finder.suggestion import METHODS, MIN_POINTS
+from lr_finder.suggestion import BACKOFF_DIVISOR, METHODS, MIN_POINTS
 
 
 def synthetic(n=100, drop_at=-3.0, blow_at=-0.5, noise=0.0, seed=0, start=-7.0, end=1.0):
@@ -159,8 +159,9 @@ def test_min_points_is_respected():
     assert analyze(lrs[: MIN_POINTS - 1], loss[: MIN_POINTS - 1], "steepest").lr is None
 
 
-@pytest.mark.parametrize(("n", "divisor"), [(100, 5.0), (199, 2.5), (50, 10.0), (25, 10.0)])
-def test_backoff_is_the_minimum_over_a_density_scaled_divisor(n, divisor):
+@pytest.mark.parametrize(("n", "scale"), [(100, 1.0), (199, 0.5), (50, 2.0), (25, 2.0)])  # 25: at the bound
+def test_backoff_is_the_minimum_over_a_density_scaled_divisor(n, scale):
+    divisor = BACKOFF_DIVISOR * scale
     lrs, loss = synthetic(n=n, start=-7.0, end=1.0)
     s = analyze(lrs, loss, "backoff")
     c_min = lrs[int(np.argmin(loss))]
@@ -268,4 +269,33 @@ def test_benchmark_candidates_run_through_the_package_pipeline():
     assert all(rule(lrs, flat, flat) is None for rule in candidates.CANDIDATES.values())
     _, loss = synthetic()
     lr_min = float(candidates.CANDIDATES["raw:min/5"](lrs, loss, loss))
-    assert lr_min == pytest.approx(analyze(lrs, loss, "backoff").lr)  # the same curve, the same minimum
+    # the same curve, the same minimum (at this sweep's density backoff is the minimum over its divisor)
+    assert lr_min * 5.0 / BACKOFF_DIVISOR == pytest.approx(analyze(lrs, loss, "backoff").lr)
+
+
+def test_a_flat_sweep_that_diverged_gets_an_lr_below_the_divergence_and_flat_noise_still_none():
+    """Flat until it explodes (a deep plain net): no descent to pick from, but the divergence says where
+    training stops working; the same curve without the divergence (or without knowing the sweep stopped on
+    one) gets None."""
+    from lr_finder.history import History
+    from lr_finder.suggestion import NO_DESCENT_DIVISOR
+
+    lrs = np.logspace(-7, 1, 100)[:80]
+    rng = np.random.default_rng(1)
+    loss = 2.3 * np.exp(rng.normal(0, 0.05, 80))
+    loss[-6:] = [3.0, 4.5, 8.0, 20.0, 60.0, 200.0]
+    s = analyze(lrs, loss, diverged_at=float(lrs[-1]))
+    assert s.lr == pytest.approx(lrs[-1] / NO_DESCENT_DIVISOR)
+    assert s.confidence_label == "low" and "never decreased" in s.diagnostics[0]
+    assert s.rises_from == pytest.approx(lrs[-1])  # drawn red from the divergence
+    assert analyze(lrs, loss).lr is None
+    stopped = History(tuple(lrs), tuple(loss), tuple(loss), "diverged: smoothed loss above the threshold")
+    assert stopped.analyze().lr == pytest.approx(lrs[-1] / NO_DESCENT_DIVISOR)
+    assert History(tuple(lrs), tuple(loss), tuple(loss)).analyze().lr is None
+    flat = 2.3 * np.exp(rng.normal(0, 0.05, 100))  # pure noise that ran to the end: no pick, ever
+    assert History(tuple(np.logspace(-7, 1, 100)), tuple(flat), tuple(flat)).analyze().lr is None
+
+
+def test_a_real_descent_ignores_the_no_descent_fallback():
+    lrs, loss = synthetic(n=100, start=-7.0, end=1.0)
+    assert analyze(lrs, loss, diverged_at=float(lrs[-1])).lr == analyze(lrs, loss).lr

@@ -27,18 +27,23 @@ from .smoothing import noise_level, smooth, window_length, window_means
 MIN_POINTS = 5
 #: The method used when none is named (chosen by ``benchmarks/suggestion_quality.py``).
 DEFAULT_METHOD = "backoff"
-#: ``backoff``: the divisor of the loss minimum's LR at the reference sweep density ...
-BACKOFF_DIVISOR = 5.0
+#: ``backoff``: the divisor of the loss minimum's LR at the reference sweep density (chosen by
+#: cross-validation on the tuning split of ``benchmarks/suggestion_quality.py``) ...
+BACKOFF_DIVISOR = 3.0
 #: ... which is that of 100 steps from 1e-7 to 10 (steps per decade of LR) ...
 REFERENCE_DENSITY = 99 / 8
 #: ... and the bounds of the divisor once scaled to the sweep's own density.
-BACKOFF_BOUNDS = (2.0, 10.0)
+BACKOFF_BOUNDS = (0.4 * BACKOFF_DIVISOR, 2.0 * BACKOFF_DIVISOR)
 #: Fraction of the steepest slope that still counts as "dropping fast" (the optimal zone).
 ZONE_SLOPE_FRACTION = 0.5
 #: A descent is real when the drop from the start to the minimum exceeds this many standard errors of
 #: the curve's own noise. The minimum is picked from the data, so pure noise reaches 2 to 3 of them;
 #: ``tests/test_suggestion.py`` checks pure noise never passes and a short noisy descent always does.
 DESCENT_Z = 5.0
+#: A sweep that diverged without a real descent first (flat, then exploding: deep plain nets, some RNNs)
+#: still says where training stops working; its suggestion is the LR where it stopped over this divisor,
+#: chosen with ``BACKOFF_DIVISOR`` by the same cross-validation.
+NO_DESCENT_DIVISOR = 40.0
 
 Pick = tuple[float | None, int | None, str | None]
 """What a method returns: the LR, its index in the curve when it is one of the points, or why none."""
@@ -332,13 +337,27 @@ def _diagnose(c: Curve, d: Descent, width: int) -> tuple[float, list[str]]:
     return float(np.clip(confidence, 0.0, 1.0)), notes
 
 
-def evaluate(c: Curve | str, name: str, method: Method) -> Suggestion:
+def _below_divergence(c: Curve, name: str, diverged_at: float) -> Suggestion:
+    """A curve without a real descent whose sweep diverged at ``diverged_at``: well below that LR."""
+    lr = max(diverged_at / NO_DESCENT_DIVISOR, float(c.lrs[0]))
+    note = (
+        f"the loss never decreased beyond its noise before the sweep diverged at {diverged_at:.2e}: this is "
+        f"that LR / {NO_DESCENT_DIVISOR:g}, not a point of the curve; check it with verify(), or lower "
+        "start_lr / raise num_iter to see a descent"
+    )
+    return Suggestion(lr, name, None, None, 0.1, None, (note,), None, diverged_at)
+
+
+def evaluate(c: Curve | str, name: str, method: Method, diverged_at: float | None = None) -> Suggestion:
     """The rest of the pipeline on a prepared curve: is the descent real?, ``method``'s pick, the zones,
-    the diagnostics. Any rule ``Curve -> (lr, index, reason)`` can be scored this way."""
+    the diagnostics. Any rule ``Curve -> (lr, index, reason)`` can be scored this way. ``diverged_at``: the
+    LR where the sweep stopped on a divergence, if it did (used only when there is no real descent)."""
     if isinstance(c, str):
         return Suggestion(None, name, reason=c, diagnostics=(c,))
     d = descent(c)
     z = zone(c) if d.real else None
+    if z is None and diverged_at is not None:
+        return _below_divergence(c, name, diverged_at)
     if z is None:  # no method may pick a point out of flat or rising noise
         return Suggestion(None, name, reason=_NO_DESCENT, diagnostics=(_NO_DESCENT,))
     confidence, notes = _diagnose(c, d, z[1] - z[0] + 1)
@@ -357,6 +376,8 @@ def analyze(
     lrs: Sequence[float] | np.ndarray,
     losses: Sequence[float] | np.ndarray,
     method: str = "default",
+    *,
+    diverged_at: float | None = None,
 ) -> Suggestion:
     """Suggest a learning rate from a range-test curve.
 
@@ -365,6 +386,9 @@ def analyze(
         losses: the loss at each step, preferably raw (``history["raw_loss"]``): the curve is smoothed
             here without lag, while an EMA shifts every feature to higher LRs.
         method: one of :func:`available_methods`.
+        diverged_at: the LR at which the sweep stopped early, when it did (:meth:`History.analyze` passes
+            it). A curve with no real descent then gets that LR / ``NO_DESCENT_DIVISOR`` with low
+            confidence instead of ``None``.
 
     Returns:
         A :class:`Suggestion`; its ``lr`` is ``None`` with a ``reason`` when the curve cannot support one.
@@ -376,14 +400,14 @@ def analyze(
     -2.2
     >>> s = analyze(lrs, losses)  # the default: the minimum's LR, backed off
     >>> s.method, f"{s.lr:.1e}", s.confidence_label
-    ('backoff', '2.7e-02', 'high')
+    ('backoff', '4.5e-02', 'high')
     >>> analyze(lrs, np.full(60, 2.3) + np.random.default_rng(0).normal(0, 0.1, 60)).reason[:40]
     'loss never decreased (beyond its own noi'
     """
     name = DEFAULT_METHOD if method == "default" else method
     if name not in METHODS:
         raise InputError(f"{method=} is not one of {available_methods()}")
-    return evaluate(prepare(lrs, losses), name, METHODS[name])
+    return evaluate(prepare(lrs, losses), name, METHODS[name], diverged_at)
 
 
 def suggest_lr(
