@@ -289,3 +289,21 @@ def test_what_the_os_refuses_is_a_storage_error_naming_the_users_path_not_the_te
         write_csv(History((0.1,), (1.0,), (1.0,)), target)
     assert str(info.value).startswith(f"cannot write {target}: ") and ".tmp" not in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_large_log_and_its_broken_copy_read_the_same_way_row_by_row(tmp_path):
+    """A well-formed log takes the fast column-wise reader; the same log with one bad cell is read row by
+    row and refused naming that line, so speed never costs the message."""
+    import numpy as np
+
+    lrs = np.logspace(-7, 1, 5000)
+    loss = 2.0 + np.sin(np.arange(5000) / 50.0)
+    h = History(tuple(lrs.tolist()), tuple(loss.tolist()), tuple((loss * 1.1).tolist()))
+    path = write_csv(h, tmp_path / "log.csv")
+    back = read_csv(path)
+    assert back.lr == h.lr and back.loss == h.loss and back.raw_loss == h.raw_loss
+    lines = path.read_text().splitlines()
+    lines[3001] = lines[3001].rsplit(",", 1)[0] + ",nan"
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(CSVFormatError, match="line 3002"):
+        read_csv(tmp_path / "bad.csv")
