@@ -239,6 +239,7 @@ def test_side_stream_copy_is_waited_for_and_the_pinned_buffer_reused():
     f.range_test(loader, start_lr=1e-3, end_lr=1, num_iter=5, **RT)
     assert_same_state(before, state_of(model, opt))
     assert not model._forward_pre_hooks and not opt._optimizer_step_pre_hooks
+    assert not torch.nn.modules.module._global_forward_pre_hooks
     buffer = f._pinned._buffer
     assert buffer is not None and buffer.is_pinned()
     f.range_test(loader, start_lr=1e-3, end_lr=1, num_iter=5, **RT)
@@ -246,3 +247,24 @@ def test_side_stream_copy_is_waited_for_and_the_pinned_buffer_reused():
     assert_same_state(before, state_of(model, opt))
     f.close()
     assert f._pinned._buffer is None
+
+
+def test_side_stream_copy_is_waited_for_when_the_loss_calls_submodules_directly():
+    """A loss_fn (or a LightningModule's training_step) that calls the layers itself never calls the model:
+    the BatchNorm statistics it updates in place must still not race their copy to the host."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.BatchNorm1d(2048), torch.nn.Linear(2048, 5))
+    model = model.to(CUDA)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    crit = torch.nn.CrossEntropyLoss()
+
+    def loss_fn(m, batch):
+        x, y = batch[0].to(CUDA), batch[1].to(CUDA)
+        return crit(m[2](m[1](m[0](x))), y)
+
+    x, y = torch.randn(256, 2048), torch.randint(0, 5, (256,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
+    train(model, opt, crit, loader, 2)
+    before = state_of(model, opt)
+    LRFinder(model, opt, None, loss_fn=loss_fn).range_test(loader, start_lr=1e-3, end_lr=1, num_iter=5, **RT)
+    assert_same_state(before, state_of(model, opt))

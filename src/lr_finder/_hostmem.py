@@ -177,3 +177,10 @@ class DeviceCopy:
 
     def before_step(self) -> None:
         self._wait(2)
+
+    def settle(self) -> None:
+        """Block the host until every copy has landed: before the host itself reads the buffer, or when
+        nothing will wait for the copies (a capture that failed half-way)."""
+        for side in self._streams.values():
+            side.synchronize()
+        self._wait(2)

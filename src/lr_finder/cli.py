@@ -338,8 +338,10 @@ def _report_run(
 def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_json: bool) -> None:
     """Re-analyse a saved lr_finder_log.csv and re-draw its plot, without training.
 
-    Computes every method's suggestion, the optimal range and the diagnostics from the CSV's smoothed
-    loss, exactly as the run did. Writes lr_finder_analysis.png, lr_finder_analysis_best_lr.txt and
+    Computes every method's suggestion, the optimal range and the diagnostics from the CSV's raw loss
+    (its loss column when it has no raw_loss), as the run did when the run's lr_finder_summary.json lies
+    beside the CSV (it tells whether the sweep stopped early, which a curve without a descent needs).
+    Writes lr_finder_analysis.png, lr_finder_analysis_best_lr.txt and
     lr_finder_analysis.json into OUT: names of its own, so a run's files (its plot, best_lr.txt,
     summary and CSV) are never rewritten.
     """

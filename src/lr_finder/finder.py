@@ -20,7 +20,7 @@ from .apply import check_lr
 from .batches import LossFn
 from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
-from .loaders import BatchStream, LoaderBookkeeping
+from .loaders import BatchStream, LoaderBookkeeping, loader_generators
 from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag
 from .state import PinnedPool, Snapshot, capture
@@ -35,20 +35,6 @@ from .validation import (
     unwrap_optimizer,
 )
 from .verify import DEFAULT_FACTORS, Verification, choose, score
-
-
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """Generators a DataLoader draws its shuffling from, so the data order after the test is unchanged."""
-    found = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        g = getattr(owner, "generator", None)
-        if isinstance(g, torch.Generator):
-            found.append(g)
-    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
-    g = getattr(inner, "generator", None)
-    if isinstance(g, torch.Generator):
-        found.append(g)
-    return found
 
 
 class LRFinder:
@@ -256,7 +242,7 @@ class LRFinder:
             self.optimizer,
             scaler=self.scaler,
             criterion=self.criterion,
-            generators=_loader_generators(train_loader) + _loader_generators(val_loader),
+            generators=loader_generators(train_loader) + loader_generators(val_loader),
             memory_cache=self.memory_cache,
             cache_dir=self.cache_dir,
             pinned=self._pinned,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import torch
+
 from .errors import InputError
 
 
@@ -102,3 +104,17 @@ class BatchStream:
 
 
 _END = object()
+
+
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """Generators a DataLoader draws its shuffling from, so the data order after the test is unchanged."""
+    found = []
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator):
+            found.append(g)
+    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    g = getattr(inner, "generator", None)
+    if isinstance(g, torch.Generator):
+        found.append(g)
+    return found

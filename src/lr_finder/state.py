@@ -121,19 +121,22 @@ class _DeviceCopyWait(NamedTuple):
     hooks: list[Any]
 
     @classmethod
-    def start(cls, copy: _hostmem.DeviceCopy, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> (
-        _DeviceCopyWait
-    ):
-        return cls(copy, [
-            model.register_forward_pre_hook(lambda module, args: copy.before_forward()),
-            optimizer.register_step_pre_hook(lambda opt, args, kwargs: copy.before_step()),
-        ])
+    def start(cls, copy: _hostmem.DeviceCopy, optimizer: torch.optim.Optimizer) -> _DeviceCopyWait:
+        # Any module's forward, not only the model's: a loss_fn or a LightningModule's training_step may
+        # call submodules directly, and their buffers change in place (BatchNorm statistics). The hook
+        # removes itself once it has fired (global hooks take every module call off its fast path).
+        def first_forward(module: torch.nn.Module, args: Any) -> None:
+            copy.before_forward()
+            forward.remove()
+
+        forward = torch.nn.modules.module.register_module_forward_pre_hook(first_forward)
+        return cls(copy, [forward, optimizer.register_step_pre_hook(lambda opt, args, kwargs: copy.before_step())])
 
     def landed(self) -> None:
-        """The copy is complete as far as the compute stream is concerned; the hooks are gone."""
+        """The copy is complete, for the compute stream and for the host; the hooks are gone."""
         for handle in self.hooks:
             handle.remove()
-        self.copy.before_step()
+        self.copy.settle()
 
 
 def _to_memory(live: _Payload, early: list[torch.Tensor], pool: _hostmem.PinnedPool | None) -> (
@@ -147,11 +150,12 @@ def _to_memory(live: _Payload, early: list[torch.Tensor], pool: _hostmem.PinnedP
     tensors = _tensors_in(live, [])
     packed = _hostmem.pack(tensors)
     on_device = [t for t in tensors if t.device.type == "cuda"]
-    copy = None
+    device_copy = None
     if on_device:
         first = {id(t) for t in early}
-        copy = _hostmem.DeviceCopy([t for t in on_device if id(t) in first], on_device, pool or _hostmem.PinnedPool())
-        packed.update(copy.copies)
+        pool = pool or _hostmem.PinnedPool()
+        device_copy = _hostmem.DeviceCopy([t for t in on_device if id(t) in first], on_device, pool)
+        packed.update(device_copy.copies)
     devices: set[torch.device] = set()
 
     def host(t: torch.Tensor) -> torch.Tensor:
@@ -162,10 +166,15 @@ def _to_memory(live: _Payload, early: list[torch.Tensor], pool: _hostmem.PinnedP
         devices.add(t.device)
         return torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
 
-    saved = _map_tensors(live, host)
+    try:
+        saved = _map_tensors(live, host)
+    except BaseException:
+        if device_copy is not None:  # nothing will wait for these copies: let them land first
+            device_copy.settle()
+        raise
     for device in devices:  # the odd tensors copied one by one have landed
         torch.cuda.synchronize(device)
-    return saved, copy
+    return saved, device_copy
 
 
 def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, _diskstore.DiskStore]:
@@ -364,9 +373,9 @@ def capture(
     ``cache_dir``, when given, must be a usable folder in both modes (the finder writes its outputs there
     after the sweep): a :class:`~lr_finder.errors.StorageError` is raised here, before any training, if not.
     ``pinned``: a page-locked host buffer to reuse for CUDA tensors (a new one otherwise). Their copy runs
-    on a side stream; hooks on ``model`` and ``optimizer`` make the first forward pass wait for buffers and
-    gradients and the first optimizer step for the rest, on the device, and :meth:`Snapshot.restore`
-    removes them.
+    on a side stream; hooks make the first forward pass of any module wait for buffers, gradients and
+    frozen parameters, and the optimizer's first step for the rest, on the device; :meth:`Snapshot.restore`
+    and :meth:`Snapshot.discard` remove them.
     """
     roots = [model, *([criterion] if isinstance(criterion, torch.nn.Module) else [])]
     tensors = tracked_tensors(model, optimizer, roots[1:])
@@ -378,16 +387,8 @@ def capture(
         {pos: {k: local_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in st.items()}
          for pos, st in sorted(live_state.items())},
     )
-    with torch.no_grad():  # copies, not graph nodes (a sparse tensor is not detached)
-        if memory_cache:
-            if cache_dir is not None:
-                _diskstore.check_cache_dir(cache_dir)
-            early = [v for t, v in zip(tensors, live.values, strict=True) if not isinstance(t, torch.nn.Parameter)]
-            saved, device_copy = _to_memory(live, early + [g for g in live.grads if g is not None], pinned)
-            store = None
-        else:
-            (saved, store), device_copy = _to_disk(live, cache_dir), None
-    return Snapshot(
+    # everything that may still fail comes before the copies start (nothing would wait for them)
+    parts = dict(
         optimizer=optimizer,
         tensors=tensors,
         requires_grad=[t.requires_grad for t in tensors],
@@ -399,7 +400,18 @@ def capture(
         sharded_state=frozenset((pos, k) for pos, st in live_state.items() for k, v in st.items() if _is_dtensor(v)),
         scaler=None if scaler is None else (scaler, copy.deepcopy(scaler.state_dict())),
         rng=_Rng.capture(generators),
-        saved=saved,
-        store=store,
-        copying=None if device_copy is None else _DeviceCopyWait.start(device_copy, model, optimizer),
     )
+    with torch.no_grad():  # copies, not graph nodes (a sparse tensor is not detached)
+        if memory_cache:
+            if cache_dir is not None:
+                _diskstore.check_cache_dir(cache_dir)
+            # only the optimizer's step changes the trained weights; anything else may change in a forward
+            # or backward pass (buffers, frozen parameters updated in place, gradients): copied first
+            stepped = {id(p) for g in optimizer.param_groups for p in g["params"] if p.requires_grad}
+            early = [v for t, v in zip(tensors, live.values, strict=True) if id(t) not in stepped]
+            saved, device_copy = _to_memory(live, early + [g for g in live.grads if g is not None], pinned)
+            store = None
+        else:
+            (saved, store), device_copy = _to_disk(live, cache_dir), None
+    copying = None if device_copy is None else _DeviceCopyWait.start(device_copy, optimizer)
+    return Snapshot(**parts, saved=saved, store=store, copying=copying)  # type: ignore[arg-type]

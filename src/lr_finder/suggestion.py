@@ -256,8 +256,8 @@ def _points_per_decade(c: Curve, i: int, half: int = 3) -> float:
 
 
 def _backoff(c: Curve) -> Pick:
-    """The LR of the loss minimum divided by 5 at the density of a 100-step sweep from 1e-7 to 10, the
-    divisor scaled by ``REFERENCE_DENSITY / density`` and kept within ``BACKOFF_BOUNDS``.
+    """The LR of the loss minimum divided by ``BACKOFF_DIVISOR`` (3) at the density of a 100-step sweep from
+    1e-7 to 10, the divisor scaled by ``REFERENCE_DENSITY / density`` and kept within ``BACKOFF_BOUNDS``.
 
     The more steps a sweep spends per decade, the more the model has trained when it reaches an LR and
     the sooner a divergence shows: the whole curve moves to lower LRs, about a factor 2 per doubling of
@@ -329,7 +329,8 @@ def _diagnose(c: Curve, d: Descent, width: int) -> tuple[float, list[str]]:
         confidence *= 0.5
     if snr < 3.0:
         notes.append(
-            "curve too noisy: raise num_iter, use a larger batch, or lower smooth_f (stronger smoothing)"
+            "curve too noisy: raise num_iter or use a larger batch (the analysis smooths the raw loss itself; "
+            "smooth_f only drives the stop rule)"
         )
     if width < 3:
         notes.append("the descent spans fewer than 3 points: raise num_iter for a finer sweep")

@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import InputError, InputTypeError
-from ..finder import _loader_generators
-from ..loaders import LoaderBookkeeping
+from ..loaders import LoaderBookkeeping, loader_generators
 from .iterators import TrainDataLoaderIter, ValDataLoaderIter
 
 _AMP_CONFIG_KEYS = ("device_type", "dtype", "enabled", "cache_enabled")
@@ -152,7 +151,7 @@ def loaders_restored(*loaders: Any) -> Iterator[None]:
         data_loader = getattr(loader, "data_loader", loader)  # an iterator class's loader
         if data_loader is None:
             continue
-        states = [(g, g.get_state()) for g in _loader_generators(data_loader)]
+        states = [(g, g.get_state()) for g in loader_generators(data_loader)]
         books.append((states, LoaderBookkeeping(data_loader)))
     try:
         yield
