@@ -503,3 +503,14 @@ def test_run_stop_rule_replaces_the_divergence_rule():
     assert history.num_steps == 5 and history.stop_reason == "five steps" and seen == [1, 2, 3, 4, 5]
     # without the hook the same sweep runs past five steps
     assert finder.run(task.loader, settings).num_steps > 5
+
+
+def test_plot_suggest_lr_steepest_is_torch_lr_finders_point(tmp_path):
+    """torch-lr-finder's docstring spells its suggestion ``"steepest"``: that string must give its point."""
+    task = digits_mlp()
+    finder = LRFinder(task.model, task.optimizer, task.criterion)
+    finder.range_test(task.loader, start_lr=1e-4, end_lr=10, num_iter=40)
+    _, by_true = finder.plot(suggest_lr=True, ax=plt.subplots()[1])
+    _, by_name = finder.plot(suggest_lr="steepest", ax=plt.subplots()[1])
+    plt.close("all")
+    assert by_name == by_true

@@ -171,6 +171,17 @@ def _worker(out: Path) -> None:
     scenario("nan", nan_on_one_rank)
     scenario("loader_fault", lambda: fault(loader_fail_at=7, loss_fail_at=None, accumulation=1))
     scenario("micro_fault", lambda: fault(loader_fail_at=None, loss_fail_at=7, accumulation=2))
+
+    def snapshot_fault() -> dict[str, Any]:  # rank 1 alone cannot write its disk snapshot
+        ddp, opt, before = setup(plain_mlp())
+        blocker = out / "not_a_folder"
+        blocker.write_text("a file where rank 1's cache_dir should be")
+        cache_dir = blocker / "cache" if rank == 1 else out / f"cache{rank}"
+        finder = LRFinder(ddp, opt, torch.nn.CrossEntropyLoss(), memory_cache=False, cache_dir=cache_dir)
+        err = caught(lambda: finder.range_test(sharded(ds, 16), num_iter=NUM_ITER, **RANGE))
+        return {**err, "steps": len(finder.history.lr), "restored": restored(before, ddp, opt)}
+
+    scenario("snapshot_fault", snapshot_fault)
     dist.barrier()  # the group still works after the faults: no rank fell out of step
 
     # Last: rank 1 raises in its loss at step 5, uncaught; both processes must exit with an error.
@@ -329,6 +340,14 @@ def test_a_failing_rank_stops_every_rank(runs: dict[str, Any], name: str, own_er
     assert r1[name]["type"] == own_error, r1[name]  # the failing rank gets its own error, unchanged
     assert r0[name]["type"] == "RuntimeError" and "rank 1" in r0[name]["message"], r0[name]
     assert r0[name]["steps"] == r1[name]["steps"] == steps
+
+
+def test_a_rank_whose_snapshot_fails_stops_every_rank_before_training(runs: dict[str, Any]) -> None:
+    r0, r1 = runs["results"]
+    assert r1["snapshot_fault"]["type"] == "StorageError", r1["snapshot_fault"]
+    assert r0["snapshot_fault"]["type"] == "RuntimeError" and "rank 1" in r0["snapshot_fault"]["message"]
+    assert r0["snapshot_fault"]["steps"] == r1["snapshot_fault"]["steps"] == 0
+    assert r0["snapshot_fault"]["restored"] and r1["snapshot_fault"]["restored"]
 
 
 def test_a_rank_that_raises_makes_every_process_exit_promptly(runs: dict[str, Any]) -> None:

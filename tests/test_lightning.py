@@ -267,3 +267,18 @@ def test_without_lightning_the_import_names_the_extra(monkeypatch):
         importlib.import_module("lr_finder.integrations.lightning")
     message = str(info.value)
     assert "pip install 'lr-finder[lightning]'" in message and "\n" not in message
+
+
+def test_the_callback_refuses_a_sharding_strategy_before_training():
+    """FSDP / DeepSpeed / model-parallel strategies wrap the model and optimizer only inside fit (and need a GPU
+    to build a Trainer), so the check is run on a real strategy object in a stand-in for the Trainer."""
+    import types
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    module = FixedLR()
+    before = module_state(module)
+    trainer = types.SimpleNamespace(fast_dev_run=False, world_size=1, strategy=FSDPStrategy())
+    with pytest.raises(InputError, match="FSDPStrategy"):
+        LRFinderCallback(**RT).find(trainer, module)
+    assert_same_state(before, module_state(module))

@@ -285,8 +285,13 @@ class StepSync:
         if error is not None:
             raise error
         if failed:
-            raise self._others_failed(failed, "the first batches of its loader")
+            raise self._others_failed(failed, "its snapshot or the first batches of its loader")
         return self
+
+    def abort(self) -> None:
+        """This rank failed before :meth:`start` (its snapshot, its loader): take part in the first exchange
+        as a failure, so that every other rank's :meth:`start` raises."""
+        self._exchange(None)
 
     def step(self, run: Callable[[Callable[[torch.Tensor, bool], None]], Any]) -> torch.Tensor:
         """Run one training step as ``run(before_backward)``; returns the loss averaged over ranks.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,23 +238,25 @@ class LRFinder:
         """Snapshot, sweep into ``record``, and restore on every exit path (exceptions and Ctrl-C too)."""
         train_loader, val_loader = loaders
         distributed.reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
-        snapshot = capture(
-            self.model,
-            self.optimizer,
-            scaler=self.scaler,
-            criterion=self.criterion,
-            generators=loader_generators(train_loader) + loader_generators(val_loader),
-            memory_cache=self.memory_cache,
-            cache_dir=self.cache_dir,
-            pinned=self._pinned,
-        )
+        with _telling_other_ranks(sync):  # a snapshot that fails on one rank (its disk full) stops them all
+            snapshot = capture(
+                self.model,
+                self.optimizer,
+                scaler=self.scaler,
+                criterion=self.criterion,
+                generators=loader_generators(train_loader) + loader_generators(val_loader),
+                memory_cache=self.memory_cache,
+                cache_dir=self.cache_dir,
+                pinned=self._pinned,
+            )
         self._snapshot = snapshot
         bar = tqdm(total=settings.num_iter, desc="Finding LR",
                    disable=not (settings.show_progress and distributed.is_main()))
         stream: BatchStream | None = None
         val_books = LoaderBookkeeping(val_loader)
         try:
-            stream = BatchStream(train_loader)
+            with _telling_other_ranks(sync):
+                stream = BatchStream(train_loader)
             sweep(trainer, stream, settings, schedule, record, val_loader=val_loader, sync=sync,
                   on_step=lambda: bar.update(1))
         finally:
@@ -262,8 +265,10 @@ class LRFinder:
                 stream.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
             val_books.restore()
             try:
-                distributed.reset_sharded(self.model)  # the restore writes into the shards the next step reads
-                snapshot.restore()
+                try:
+                    distributed.reset_sharded(self.model)  # the restore writes into the shards the next step reads
+                finally:
+                    snapshot.restore()
             finally:
                 snapshot.discard()
                 self._snapshot = None
@@ -496,3 +501,15 @@ class LRFinder:
 
 def _constant(value: float, step: int) -> float:
     return value
+
+
+@contextlib.contextmanager
+def _telling_other_ranks(sync: Any) -> Iterator[None]:
+    """Before the sweep's first exchange, a failure on this rank is sent in its place, so that the other
+    ranks raise too instead of waiting for it until the process group times out."""
+    try:
+        yield
+    except Exception:
+        if sync is not None:
+            sync.abort()
+        raise

@@ -41,6 +41,10 @@ class LRFinder:
       sweep, an AMP config for another device, a loss of NaN at the first step.
     * A NaN/inf loss stops the sweep at once (not recorded); torch-lr-finder records NaNs to the end. For
       losses <= 0 the stop threshold is :func:`lr_finder.monitor.divergence_threshold`.
+    * The validation loss is the mean over the samples ``val_loader`` yields (each batch weighted by its
+      size); torch-lr-finder divides the sum by ``len(val_loader.dataset)``, which differs when the loader
+      does not yield the whole dataset once (``drop_last=True``, a sampler, a ``Subset``).
+    * ``amp_config`` keys other than ``device_type`` and ``dtype`` (e.g. ``cache_enabled``) are ignored.
 
     The suggestion of :meth:`plot` is torch-lr-finder's steepest-gradient point of the smoothed curve
     (scripts depend on it). lr_finder's own suggestion, which is better on the benchmark
@@ -216,9 +220,10 @@ class LRFinder:
             log_lr: a logarithmic LR axis.
             show_lr: draw a vertical line at this LR.
             ax: matplotlib axes to draw on; ``None`` makes a figure (shown where there is a display).
-            suggest_lr: ``True``: mark torch-lr-finder's suggestion, the steepest gradient of the plotted
-                smoothed loss; a method name such as ``"default"``: mark lr_finder's suggestion of that
-                method (see :meth:`suggestion`); ``False``: no suggestion.
+            suggest_lr: ``True`` (or ``"steepest"``, as torch-lr-finder spells it): mark torch-lr-finder's
+                suggestion, the steepest gradient of the plotted smoothed loss; another method name such as
+                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`suggestion`; lr_finder's
+                own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
 
         Returns:
             The axes, or ``(axes, suggested_lr)`` when ``suggest_lr`` is set (the LR is ``None`` when a
@@ -239,7 +244,8 @@ class LRFinder:
         lrs, losses = list(self.history["lr"]), list(self.history["loss"])
         if len(lrs) != len(losses):
             raise InputError(f"history has {len(lrs)} LRs but {len(losses)} losses: they must pair up")
-        if suggest_lr is True and len(lrs) < skip_start + skip_end + 2:
+        theirs = _their_steepest(suggest_lr)
+        if theirs and len(lrs) < skip_start + skip_end + 2:
             raise RangeTestError(
                 f"Need at least {skip_start + skip_end + 2} iterations to suggest a learning rate. Got {len(lrs)}: "
                 "lower skip_start / skip_end, run more iterations, or pass suggest_lr=False"
@@ -250,14 +256,14 @@ class LRFinder:
         ax, created = plotting.draw(lrs, losses, mark=mark, log_lr=log_lr, show_lr=show_lr, ax=ax)
         if created:
             plotting.show(ax)
-        return (ax, suggested) if suggest_lr is not False else ax
+        return (ax, suggested) if suggest_lr else ax
 
     def _mark(
         self, lrs: list[Any], losses: list[Any], suggest_lr: bool | str
     ) -> tuple[float | None, tuple[float, float, str] | None]:
-        if suggest_lr is False:
+        if not suggest_lr:
             return None, None
-        if suggest_lr is True:
+        if _their_steepest(suggest_lr):
             i = steepest_index(losses)
             logger.info("Suggested LR (steepest gradient): %.2E", lrs[i])
             return lrs[i], (lrs[i], losses[i], "steepest gradient")
@@ -267,3 +273,9 @@ class LRFinder:
         i = int(np.argmin(np.abs(np.log(np.asarray(lrs, dtype=float)) - np.log(lr))))
         logger.info("Suggested LR (%s): %.2E", suggest_lr, lr)
         return lr, (lrs[i], losses[i], f"suggested ({suggest_lr})")
+
+
+def _their_steepest(suggest_lr: Any) -> bool:
+    """torch-lr-finder reads any true value of ``suggest_lr`` (``"steepest"`` included, as its docstring
+    spells it) as its steepest-gradient point; only the name of another lr_finder method asks for ours."""
+    return bool(suggest_lr) and (not isinstance(suggest_lr, str) or suggest_lr == "steepest")

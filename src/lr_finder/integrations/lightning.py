@@ -45,6 +45,7 @@ from ._common import amp_settings, clipped_gradients, isolated_rng, require
 require("lightning.pytorch", "lightning", "lr_finder.integrations.lightning")
 
 from lightning.pytorch import Callback, LightningDataModule, LightningModule  # noqa: E402
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy  # noqa: E402
 from lightning.pytorch.utilities import CombinedLoader  # noqa: E402
 from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr  # noqa: E402
 
@@ -123,6 +124,12 @@ class LRFinderCallback(Callback):
             raise InputError(
                 f"the trainer runs in {trainer.world_size} processes: run find_lr in a single process, then "
                 "launch the distributed fit with the LR it suggests"
+            )
+        if isinstance(trainer.strategy, (DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy)):
+            raise InputError(
+                f"the trainer's strategy is {type(trainer.strategy).__name__}, whose model and optimizer wrappers "
+                "exist only inside fit: run find_lr(module, ...) on one device without it, then fit with the "
+                "LR it suggests"
             )
         _check_module(pl_module)
         attr = _lr_attribute(pl_module, self.attr_name) if self.update_attr else None
