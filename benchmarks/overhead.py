@@ -342,7 +342,8 @@ def memory_child(args: argparse.Namespace) -> None:
             if not _reset_hwm():
                 real_restore(self)
                 return
-            self.model.zero_grad(set_to_none=True)  # restore frees them first (a lower start, nothing hidden)
+            for t in self.tensors:  # restore frees the sweep's gradients first (a lower start, nothing hidden)
+                t.grad = None
             gc.collect()
             _reset_hwm()
             before = _vm_hwm()

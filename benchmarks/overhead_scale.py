@@ -189,13 +189,15 @@ def timed(fn: Callable[[], object], reps: int) -> tuple[float, int]:
 def parts(task: Task, memory_cache: bool, cache_dir: str, reps: int) -> dict[str, float]:
     """The snapshot alone: capture, restore and discard, each the fastest of ``reps``."""
     out = {"capture": math.inf, "restore": math.inf, "discard": math.inf}
+    pinned = lr_state.PinnedPool()  # kept across repetitions, as a finder keeps it across its tests
     for _ in range(reps):
         gc.collect()
         cuda = task.state_tensors()[0].is_cuda
         _sync(cuda)
         t0 = time.perf_counter()
         snap = lr_state.capture(task.model, task.optimizer, memory_cache=memory_cache,
-                                cache_dir=None if memory_cache else cache_dir)
+                                cache_dir=None if memory_cache else cache_dir, pinned=pinned)
+        _sync(cuda)  # on CUDA the copy runs on a side stream: count it until it has landed
         t1 = time.perf_counter()
         snap.restore()
         t2 = time.perf_counter()
