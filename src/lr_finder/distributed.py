@@ -194,7 +194,13 @@ def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
     # The all-reduce buffer lives where the model's own collectives do (NCCL needs this rank's GPU, and a
     # bare device="cuda" would mean GPU 0 on every rank); a sharded parameter's device is its shard's.
     param = next(owner.parameters(), None)
-    return StepSync(device if param is None else param.device, every_micro_batch=ddp is None)
+    where = device if param is None else param.device
+    import torch.distributed as dist
+
+    backend = str(dist.get_backend())
+    if where.type == "cpu" and "nccl" in backend and "gloo" not in backend and torch.cuda.is_available():
+        where = torch.device("cuda", torch.cuda.current_device())  # shards offloaded to the CPU; NCCL needs a GPU
+    return StepSync(where, every_micro_batch=ddp is None)
 
 
 class StepSync:
