@@ -61,28 +61,40 @@ def host_buffer(nbytes: int) -> torch.Tensor:
     return torch.empty(nbytes, dtype=torch.uint8)
 
 
-def packable(t: torch.Tensor) -> bool:
-    """A plain dense contiguous CPU tensor, which can live in a view of a flat buffer."""
+def _plain(t: torch.Tensor) -> bool:
+    """A plain dense tensor whose values a flat buffer's view can hold (no subclass, lazy conj/neg bit)."""
     return (
-        t.device.type == "cpu"
-        and t.layout == torch.strided
+        t.layout == torch.strided
         and type(t) is torch.Tensor
         and not t.is_quantized
         and not t.is_conj()
         and not t.is_neg()
-        and t.is_contiguous()
     )
+
+
+def packable(t: torch.Tensor) -> bool:
+    """A plain dense contiguous CPU tensor, which can live in a view of a flat buffer."""
+    return t.device.type == "cpu" and _plain(t) and t.is_contiguous()
 
 
 def device_packable(t: torch.Tensor) -> bool:
     """A plain dense accelerator tensor whose values can be copied into a view of a flat pinned buffer."""
-    return (
-        t.device.type == "cuda"
-        and t.layout == torch.strided
-        and type(t) is torch.Tensor
-        and not t.is_quantized
-        and t.dtype not in (torch.bool, torch.complex32)
-    )
+    return t.device.type == "cuda" and _plain(t)
+
+
+def _views(buffer: torch.Tensor, tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+    """One view per tensor (its dtype and shape) of consecutive aligned slices of ``buffer``, by ``id`` of
+    the tensor; one whose dtype cannot be viewed from bytes is left out."""
+    views: dict[int, torch.Tensor] = {}
+    offset = 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        try:
+            views[id(t)] = buffer[offset : offset + nbytes].view(t.dtype).view(t.shape)
+        except RuntimeError:
+            continue
+        offset += aligned(nbytes)
+    return views
 
 
 def pack(tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -94,18 +106,10 @@ def pack(tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
     found = list({id(t): t for t in tensors if packable(t)}.values())
     if not found:
         return {}
-    buffer = host_buffer(sum(aligned(t.numel() * t.element_size()) for t in found))
-    copies: dict[int, torch.Tensor] = {}
-    offset = 0
+    copies = _views(host_buffer(sum(aligned(t.numel() * t.element_size()) for t in found)), found)
     for t in found:
-        nbytes = t.numel() * t.element_size()
-        try:
-            view = buffer[offset : offset + nbytes].view(t.dtype).view(t.shape)
-        except RuntimeError:
-            continue
-        view.copy_(t)
-        copies[id(t)] = view
-        offset += aligned(nbytes)
+        if id(t) in copies:
+            copies[id(t)].copy_(t)
     return copies
 
 
@@ -144,26 +148,19 @@ class DeviceCopy:
     def __init__(self, early: list[torch.Tensor], rest: list[torch.Tensor], pool: PinnedPool) -> None:
         first = {id(t) for t in early}
         unique = [t for t in {id(t): t for t in [*early, *rest]}.values() if device_packable(t)]
+        groups = ([t for t in unique if id(t) in first], [t for t in unique if id(t) not in first])
         buffer = pool.take(sum(aligned(t.numel() * t.element_size()) for t in unique))
-        self.copies: dict[int, torch.Tensor] = {}  # by ``id`` of the live tensor
+        self.copies = _views(buffer, [*groups[0], *groups[1]])  # by ``id`` of the live tensor
         self._streams = {t.device: torch.cuda.Stream(t.device) for t in unique}
         for device, side in self._streams.items():
             side.wait_stream(torch.cuda.current_stream(device))  # the values as they are now
-        offset = 0
         self._events: list[dict[torch.device, Any]] = []
-        for group in ([t for t in unique if id(t) in first], [t for t in unique if id(t) not in first]):
-            for t in group:
-                nbytes = t.numel() * t.element_size()
-                try:
-                    view = buffer[offset : offset + nbytes].view(t.dtype).view(t.shape)
-                except RuntimeError:  # a dtype that cannot be viewed from bytes
-                    continue
+        for group in groups:
+            for t in (t for t in group if id(t) in self.copies):
                 side = self._streams[t.device]
                 with torch.cuda.stream(side):
-                    view.copy_(t, non_blocking=True)
+                    self.copies[id(t)].copy_(t, non_blocking=True)
                 t.record_stream(side)
-                self.copies[id(t)] = view
-                offset += aligned(nbytes)
             self._events.append({device: side.record_event() for device, side in self._streams.items()})
 
     def _wait(self, stages: int) -> None:
