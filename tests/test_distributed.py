@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
 import time
-import traceback
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import spawn
 import torch
+from spawn import PG_TIMEOUT_S, WORLD, caught, scenario
 
 from lr_finder import LRFinder
 from lr_finder import distributed as lf_dist
 
-WORLD = 2
-PROCESS_TIMEOUT_S = 120  # only reached by a hang; a healthy launch takes ~10 s on an idle machine
-PG_TIMEOUT_S = 30
 NUM_ITER = 40
 RANGE: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 10.0, "show_progress": False}
 
@@ -119,21 +114,6 @@ def _worker(out: Path) -> None:
 
         return loss_fn
 
-    def caught(fn: Any) -> dict[str, Any]:
-        try:
-            fn()
-        except Exception as exc:
-            return {"type": type(exc).__name__, "message": str(exc)}
-        return {"type": None, "message": None}
-
-    def scenario(name: str, fn: Any) -> None:
-        start = time.perf_counter()
-        try:
-            result[name] = fn()
-        except Exception:
-            result[name] = {"worker_error": traceback.format_exc()}
-        result[f"{name}_s"] = round(time.perf_counter() - start, 3)
-
     def equivalence() -> dict[str, Any]:
         ddp, opt, before = setup(plain_mlp())
         finder = LRFinder(ddp, opt, torch.nn.CrossEntropyLoss())
@@ -166,11 +146,11 @@ def _worker(out: Path) -> None:
         err = caught(lambda: finder.range_test(loader, **kwargs))
         return {**err, "steps": len(finder.history.lr), "restored": restored(before, ddp, opt)}
 
-    scenario("equivalence", equivalence)
-    scenario("bn_accum_val", bn_accumulation_validation)
-    scenario("nan", nan_on_one_rank)
-    scenario("loader_fault", lambda: fault(loader_fail_at=7, loss_fail_at=None, accumulation=1))
-    scenario("micro_fault", lambda: fault(loader_fail_at=None, loss_fail_at=7, accumulation=2))
+    scenario(result, "equivalence", equivalence)
+    scenario(result, "bn_accum_val", bn_accumulation_validation)
+    scenario(result, "nan", nan_on_one_rank)
+    scenario(result, "loader_fault", lambda: fault(loader_fail_at=7, loss_fail_at=None, accumulation=1))
+    scenario(result, "micro_fault", lambda: fault(loader_fail_at=None, loss_fail_at=7, accumulation=2))
 
     def snapshot_fault() -> dict[str, Any]:  # rank 1 alone cannot write its disk snapshot
         ddp, opt, before = setup(plain_mlp())
@@ -181,7 +161,7 @@ def _worker(out: Path) -> None:
         err = caught(lambda: finder.range_test(sharded(ds, 16), num_iter=NUM_ITER, **RANGE))
         return {**err, "steps": len(finder.history.lr), "restored": restored(before, ddp, opt)}
 
-    scenario("snapshot_fault", snapshot_fault)
+    scenario(result, "snapshot_fault", snapshot_fault)
     dist.barrier()  # the group still works after the faults: no rank fell out of step
 
     # Last: rank 1 raises in its loss at step 5, uncaught; both processes must exit with an error.
@@ -201,51 +181,6 @@ def _worker(out: Path) -> None:
 
 
 # -- the launcher ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(out: Path) -> list[subprocess.Popen[str]]:
-    """Start ``WORLD`` workers with the environment ``torchrun`` would give them (loopback only)."""
-    port = _free_port()
-    procs = []
-    for r in range(WORLD):
-        env = {
-            **os.environ,
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "RANK": str(r),
-            "LOCAL_RANK": str(r),
-            "WORLD_SIZE": str(WORLD),
-            "LOCAL_WORLD_SIZE": str(WORLD),
-            "GLOO_SOCKET_IFNAME": "lo",
-            "OMP_NUM_THREADS": "1",
-        }
-        cmd = [sys.executable, __file__, str(out)]
-        procs.append(
-            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        )
-    return procs
-
-
-def _wait(procs: list[subprocess.Popen[str]], started: float) -> tuple[list[str], list[float]]:
-    """Outputs and exit times (``time.time()``); kills every worker and fails on a hang."""
-    outputs, exits = [], []
-    try:
-        for p in procs:
-            left = max(1.0, PROCESS_TIMEOUT_S - (time.monotonic() - started))
-            outputs.append(p.communicate(timeout=left)[0])
-            exits.append(time.time())
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        texts = [p.communicate()[0] for p in procs]
-        pytest.fail(f"the workers hung for more than {PROCESS_TIMEOUT_S} s:\n" + "\n".join(texts))
-    return outputs, exits
-
-
 def _single_process_reference(x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """The same test in one process on the global batches.
 
@@ -269,17 +204,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     x, y = digits_tensors(640)
     torch.save((x, y), out / "digits.pt")
     started = time.monotonic()
-    procs = _start(out)
+    procs = spawn.start(__file__, out)
     reference = _single_process_reference(x, y)  # meanwhile
-    outputs, exits = _wait(procs, started)
-    results = []
-    for r in range(WORLD):
-        path = out / f"result_rank{r}.json"
-        assert path.exists(), f"rank {r} wrote no result:\n{outputs[r]}"
-        res = json.loads(path.read_text())
-        for key, value in res.items():
-            assert not (isinstance(value, dict) and "worker_error" in value), f"rank {r} {key}: {value}"
-        results.append(res)
+    outputs, exits = spawn.wait(procs, started)
+    results = spawn.results(out, outputs)
     return {
         "out": out, "results": results, "reference": reference, "outputs": outputs, "exits": exits,
         "codes": [p.returncode for p in procs],

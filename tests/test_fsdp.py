@@ -16,23 +16,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
-import subprocess
 import sys
 import time
-import traceback
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import spawn
 import torch
+from spawn import PG_TIMEOUT_S, WORLD, caught, scenario
 
 from lr_finder import LRFinder
 
-WORLD = 2
-PROCESS_TIMEOUT_S = 120  # only reached by a hang; a healthy launch takes ~10 s on an idle machine
-PG_TIMEOUT_S = 30
 NUM_ITER = 30
 RANGE: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 10.0, "show_progress": False}
 
@@ -156,21 +152,6 @@ def _worker(out: Path) -> None:
             return loss
 
         return loss_fn
-
-    def caught(fn: Any) -> dict[str, Any]:
-        try:
-            fn()
-        except Exception as exc:
-            return {"type": type(exc).__name__, "message": str(exc)}
-        return {"type": None, "message": None}
-
-    def scenario(name: str, fn: Any) -> None:
-        start = time.perf_counter()
-        try:
-            result[name] = fn()
-        except Exception:
-            result[name] = {"worker_error": traceback.format_exc()}
-        result[f"{name}_s"] = round(time.perf_counter() - start, 3)
 
     def curve() -> dict[str, Any]:
         """The same model and data sharded and under DDP: both curves, and the restored state."""
@@ -340,42 +321,21 @@ def _worker(out: Path) -> None:
             found["fsdp1"] = caught(lambda: fsdp1_finder.range_test(loader(ds, 16), num_iter=5, **RANGE))
         return found
 
-    scenario("curve", curve)
-    scenario("snapshot", snapshot_is_local)
-    scenario("collectives", collectives_per_step)
-    scenario("disk", disk_validation_then_training)
-    scenario("loss_fault", lambda: fault(loss_fail_at=7, accumulation=1, memory_cache=True))
-    scenario("micro_fault_disk", lambda: fault(loss_fail_at=7, accumulation=2, memory_cache=False))
-    scenario("tensor_parallel", tensor_parallel)
-    scenario("mixed_precision", mixed_precision)
-    scenario("refusals", refusals)
+    scenario(result, "curve", curve)
+    scenario(result, "snapshot", snapshot_is_local)
+    scenario(result, "collectives", collectives_per_step)
+    scenario(result, "disk", disk_validation_then_training)
+    scenario(result, "loss_fault", lambda: fault(loss_fail_at=7, accumulation=1, memory_cache=True))
+    scenario(result, "micro_fault_disk", lambda: fault(loss_fail_at=7, accumulation=2, memory_cache=False))
+    scenario(result, "tensor_parallel", tensor_parallel)
+    scenario(result, "mixed_precision", mixed_precision)
+    scenario(result, "refusals", refusals)
     dist.barrier()  # the group still works after the faults: no rank fell out of step
     (out / f"result_rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
 
 
 # -- the launcher ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(out: Path) -> list[subprocess.Popen[str]]:
-    """Start ``WORLD`` workers with the environment ``torchrun`` would give them (loopback only)."""
-    port = _free_port()
-    procs = []
-    for r in range(WORLD):
-        env = {
-            **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(r),
-            "LOCAL_RANK": str(r), "WORLD_SIZE": str(WORLD), "LOCAL_WORLD_SIZE": str(WORLD),
-            "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
-        }
-        cmd = [sys.executable, __file__, str(out)]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    return procs
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from tasks import digits_tensors
@@ -383,22 +343,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("fsdp")
     x, y = digits_tensors(640)
     torch.save((x, y), out / "digits.pt")
-    procs = _start(out)
-    try:
-        outputs = [p.communicate(timeout=PROCESS_TIMEOUT_S)[0] for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        texts = [p.communicate()[0] for p in procs]
-        pytest.fail(f"the workers hung for more than {PROCESS_TIMEOUT_S} s:\n" + "\n".join(texts))
-    results = []
-    for r in range(WORLD):
-        path = out / f"result_rank{r}.json"
-        assert path.exists(), f"rank {r} wrote no result:\n{outputs[r]}"
-        res = json.loads(path.read_text())
-        for key, value in res.items():
-            assert not (isinstance(value, dict) and "worker_error" in value), f"rank {r} {key}: {value}"
-        results.append(res)
+    outputs, _ = spawn.wait(spawn.start(__file__, out), time.monotonic())
+    results = spawn.results(out, outputs)
     return {"out": out, "results": results, "outputs": outputs}
 
 
