@@ -430,19 +430,16 @@ def adam(weight_decay: float = 0.0, decoupled: bool = False) -> Callable[[nn.Mod
     return make
 
 
+def _head_and_body(model: nn.Module, lr: float, ratio: float) -> list[dict[str, Any]]:
+    assert isinstance(model, TwoPart)
+    return [{"params": model.head.parameters(), "lr": lr}, {"params": model.body.parameters(), "lr": lr * ratio}]
+
+
 def two_groups_sgd(ratio: float, momentum: float = 0.9) -> Callable[[nn.Module, float], torch.optim.Optimizer]:
     """Group 0: the head at ``lr``; group 1: the body at ``ratio * lr`` (discriminative LRs)."""
 
     def make(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-        assert isinstance(model, TwoPart)
-        return torch.optim.SGD(
-            [
-                {"params": model.head.parameters(), "lr": lr},
-                {"params": model.body.parameters(), "lr": lr * ratio},
-            ],
-            lr=lr,
-            momentum=momentum,
-        )
+        return torch.optim.SGD(_head_and_body(model, lr, ratio), lr=lr, momentum=momentum)
 
     return make
 
@@ -458,15 +455,7 @@ def two_groups_adam(ratio: float, weight_decay: float = 0.0) -> Callable[[nn.Mod
     """AdamW with the head at ``lr`` and the body at ``ratio * lr``."""
 
     def make(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-        assert isinstance(model, TwoPart)
-        return torch.optim.AdamW(
-            [
-                {"params": model.head.parameters(), "lr": lr},
-                {"params": model.body.parameters(), "lr": lr * ratio},
-            ],
-            lr=lr,
-            weight_decay=weight_decay,
-        )
+        return torch.optim.AdamW(_head_and_body(model, lr, ratio), lr=lr, weight_decay=weight_decay)
 
     return make
 
