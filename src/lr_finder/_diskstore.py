@@ -19,16 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._hostmem import mapped_bytes
+from ._hostmem import mapped_bytes, raw_bytes
 from .errors import StorageError
 
 #: Largest piece written or read at once: bounds the scratch buffer for tensors not in CPU memory.
 CHUNK = 64 << 20
-
-
-def _raw(t: torch.Tensor) -> bool:
-    """Whether the bytes of ``t`` can be written and read as they are (a plain strided tensor)."""
-    return t.layout == torch.strided and not t.is_quantized and not t.is_conj() and not t.is_neg()
 
 
 def _bytes_of(flat: torch.Tensor) -> memoryview:
@@ -50,7 +45,7 @@ class DiskStore:
 
     def add(self, t: torch.Tensor) -> OnDisk:
         """Write the values of ``t`` at the end of the file; the record to read them back with."""
-        if not _raw(t):
+        if not raw_bytes(t):
             assert self._other is not None, "add() after finish()"
             self._other.append(t.to("cpu", copy=True))
             return OnDisk(tuple(t.shape), t.dtype, (), -len(self._other), self)
@@ -146,7 +141,7 @@ class OnDisk:
         if self.other < 0:
             dst.copy_(self.store.other(-self.other - 1))
             return
-        target = dst if dst.is_contiguous() and _raw(dst) else torch.empty(self.shape, dtype=self.dtype)
+        target = dst if dst.is_contiguous() and raw_bytes(dst) else torch.empty(self.shape, dtype=self.dtype)
         flat = target.view(-1)
         for offset, start, stop in self.pieces:
             self.store.read_into(flat[start:stop], offset)

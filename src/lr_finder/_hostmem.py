@@ -61,15 +61,14 @@ def host_buffer(nbytes: int) -> torch.Tensor:
     return torch.empty(nbytes, dtype=torch.uint8)
 
 
+def raw_bytes(t: torch.Tensor) -> bool:
+    """Whether the bytes of ``t`` are its values: dense, not quantized, no lazy conjugate or negation bit."""
+    return t.layout == torch.strided and not t.is_quantized and not t.is_conj() and not t.is_neg()
+
+
 def _plain(t: torch.Tensor) -> bool:
-    """A plain dense tensor whose values a flat buffer's view can hold (no subclass, lazy conj/neg bit)."""
-    return (
-        t.layout == torch.strided
-        and type(t) is torch.Tensor
-        and not t.is_quantized
-        and not t.is_conj()
-        and not t.is_neg()
-    )
+    """A plain tensor (no subclass) whose values a flat buffer's view can hold."""
+    return type(t) is torch.Tensor and raw_bytes(t)
 
 
 def packable(t: torch.Tensor) -> bool:
