@@ -103,19 +103,19 @@ def _fsdp2_modules(model: torch.nn.Module) -> list[tuple[str, Any]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, FSDPModule)]
 
 
-def _dtensor_type() -> type | None:
+def is_dtensor(t: Any) -> bool:
+    """Whether ``t`` is a ``DTensor`` (a ``fully_shard`` or tensor-parallel parameter, its grad or state)."""
     import sys
 
     module = sys.modules.get("torch.distributed.tensor")  # a DTensor exists only once this was imported
-    return None if module is None else module.DTensor
+    return module is not None and isinstance(t, module.DTensor)
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
     """Whether ``model`` has ``fully_shard`` modules or ``DTensor`` parameters (tensor parallelism)."""
     if _fsdp2_modules(model):
         return True
-    dtensor = _dtensor_type()
-    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
+    return any(is_dtensor(p) for p in model.parameters())
 
 
 def check_supported(model: torch.nn.Module) -> None:

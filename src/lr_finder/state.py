@@ -23,7 +23,6 @@ import copy
 import functools
 import os
 import random
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,6 +32,7 @@ import torch
 
 from . import _diskstore, _hostmem
 from ._logging import logger
+from .distributed import is_dtensor
 
 #: Optimizer attributes that LR schedulers use to check the order of ``step()`` calls.
 _OPTIMIZER_COUNTERS = ("_opt_called", "_step_count")
@@ -40,11 +40,6 @@ _MISSING = object()
 Saved = torch.Tensor | _diskstore.OnDisk
 PinnedPool = _hostmem.PinnedPool  # what a caller keeps between snapshots
 _SAVED = (torch.Tensor, _diskstore.OnDisk)
-
-
-def _is_dtensor(t: Any) -> bool:
-    module = sys.modules.get("torch.distributed.tensor")  # imported wherever a DTensor exists
-    return module is not None and isinstance(t, module.DTensor)
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -55,7 +50,7 @@ def local_tensor(t: torch.Tensor) -> torch.Tensor:
     part, the storage FSDP all-gathers from, so each rank saves and restores its own shards and nothing is
     gathered. A sparse tensor is its own: a detached alias of it does not share its indices and values.
     """
-    if _is_dtensor(t):
+    if is_dtensor(t):
         with torch.no_grad():
             return t.to_local().detach()  # type: ignore[attr-defined]  # a DTensor
     return t.detach() if t.layout == torch.strided else t
@@ -63,7 +58,7 @@ def local_tensor(t: torch.Tensor) -> torch.Tensor:
 
 def _laid_out_like(fresh: torch.Tensor, like: Any) -> torch.Tensor:
     """``fresh`` (a local tensor) as a DTensor of ``like``'s mesh and placements when ``like`` is one."""
-    if not _is_dtensor(like):
+    if not is_dtensor(like):
         return fresh
     return type(like).from_local(  # no collective: run_check=False and the global shape given
         fresh, like.device_mesh, like.placements, run_check=False, shape=like.shape, stride=like.stride()
@@ -397,7 +392,7 @@ def capture(
         counters={name: getattr(optimizer, name, _MISSING) for name in _OPTIMIZER_COUNTERS},
         state_devices={(pos, k): v.device for pos, st in live_state.items() for k, v in st.items()
                        if isinstance(v, torch.Tensor)},
-        sharded_state=frozenset((pos, k) for pos, st in live_state.items() for k, v in st.items() if _is_dtensor(v)),
+        sharded_state=frozenset((pos, k) for pos, st in live_state.items() for k, v in st.items() if is_dtensor(v)),
         scaler=None if scaler is None else (scaler, copy.deepcopy(scaler.state_dict())),
         rng=_Rng.capture(generators),
     )
