@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from lr_finder import LRFinder  # noqa: E402
 from lr_finder import monitor as lr_monitor  # noqa: E402
-from lr_finder import state as lr_state  # noqa: E402
+from lr_finder import snapshot as lr_snapshot  # noqa: E402
 from lr_finder.schedule import lr_at  # noqa: E402
 
 try:
@@ -336,7 +336,7 @@ def memory_child(args: argparse.Namespace) -> None:
     _sync(device)
     restore_peak: list[int] = []
     if args.child_pass == "restore":  # a second process: the reset below spoils the run's own peak
-        real_restore = lr_state.Snapshot.restore
+        real_restore = lr_snapshot.Snapshot.restore
 
         def measured_restore(self: Any) -> None:  # our restore alone, from a peak reset just before it
             if not _reset_hwm():
@@ -350,7 +350,7 @@ def memory_child(args: argparse.Namespace) -> None:
             real_restore(self)
             restore_peak.append(_vm_hwm() - before)
 
-        lr_state.Snapshot.restore = measured_restore  # type: ignore[method-assign]
+        lr_snapshot.Snapshot.restore = measured_restore  # type: ignore[method-assign]
     if device.type == "cuda":
         gpu_base = torch.cuda.max_memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -451,9 +451,9 @@ def measure_components(task: Task, n: int, reps: int = 5, tiny_steps: int = 300)
         task.reset()
         gc.collect()
         c0 = time.process_time()
-        snap = lr_state.capture(task.model, task.optimizer)
+        snap = lr_snapshot.capture(task.model, task.optimizer)
         snap.restore()
-        snap.discard()
+        snap.close()
         del snap
         fixed.append(time.process_time() - c0)
     task.reset()

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # pure: numbers in, numbers out
     **dict.fromkeys(["schedule", "monitor", "smoothing", "suggestion", "history", "verify", "settings"], 1),
     # side effects: files, figures, the model, its state, the processes
-    **dict.fromkeys(["files", "plotting", "_hostmem", "_diskstore", "state", "loaders", "batches",
+    **dict.fromkeys(["files", "plotting", "snapshot", "sharding", "loaders", "batches",
                      "validation", "training", "distributed", "apply"], 2),
     "finder": 3,
     # edges: someone else's objects or arguments turned into the core's
@@ -107,3 +107,13 @@ def test_the_check_sees_upward_imports() -> None:
     assert _imports(text) == {"finder", "cli", "plotting", "demo"}
     assert _imports("from . import helpers\nfrom ..finder import LRFinder\n", depth=1) == {"finder"}
     assert _imports("from lr_finder import __version__\n") == {"__init__"}
+
+
+@pytest.mark.parametrize("key", sorted(MODULES))
+def test_no_global_hooks_and_no_cuda_streams(key: str) -> None:
+    """What cannot run here stays plain: a global module hook fires for every model of the process and not
+    inside compiled or CUDA graphs, and a side stream's ordering cannot be tested without a GPU."""
+    text = MODULES[key].read_text()
+    found = [w for w in ("register_module_forward", "cuda.Stream", "cuda.stream(",
+                         "record_stream", "wait_event", "wait_stream") if w in text]
+    assert not found, f"{key} uses {found}"

@@ -26,6 +26,8 @@ from spawn import PG_TIMEOUT_S, WORLD, caught, scenario
 
 from lr_finder import LRFinder
 from lr_finder import distributed as lf_dist
+from lr_finder.settings import RangeTestSettings
+from lr_finder.training import LocalSteps, Trainer
 
 NUM_ITER = 40
 RANGE: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 10.0, "show_progress": False}
@@ -290,8 +292,12 @@ def test_a_rank_that_raises_makes_every_process_exit_promptly(runs: dict[str, An
 
 
 def test_single_process_needs_no_process_group() -> None:
-    assert not lf_dist.is_active() and lf_dist.is_main() and lf_dist.world_size() == 1
-    assert lf_dist.step_sync(torch.nn.Linear(2, 2), torch.device("cpu")) is None
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer.build(model, opt, None, None, torch.device("cpu"), None, RangeTestSettings())
+    assert not lf_dist.is_active() and lf_dist.is_main()
+    steps = lf_dist.steps_for(trainer)
+    assert type(steps) is LocalSteps and steps.world == 1
 
 
 if __name__ == "__main__":

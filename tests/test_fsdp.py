@@ -88,7 +88,10 @@ def _worker(out: Path) -> None:
     from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 
     from lr_finder import distributed as lf_dist
-    from lr_finder.state import capture
+    from lr_finder.settings import RangeTestSettings
+    from lr_finder.sharding import reset_sharded
+    from lr_finder.snapshot import capture
+    from lr_finder.training import Trainer
 
     def tensors_in(obj: Any) -> list[torch.Tensor]:
         if isinstance(obj, torch.Tensor):
@@ -184,7 +187,7 @@ def _worker(out: Path) -> None:
                   for t in (p, p.grad, *opt.state[p].values())]  # value, gradient, step, exp_avg, exp_avg_sq
         local = sum(t.numel() * t.element_size() for t in shards)
         with Collectives() as seen:
-            lf_dist.reset_sharded(model)
+            reset_sharded(model)
             snap = capture(model, opt)
             disk = capture(model, opt, memory_cache=False, cache_dir=out / "snapshot_cache")
         captured_ops = seen.ops
@@ -198,7 +201,7 @@ def _worker(out: Path) -> None:
             restored_ops += seen.ops
             restored.append(_same(before, _local_state(model, opt)))
         disk_nbytes = os.path.getsize(disk.store.path)  # the raw bytes of every saved tensor
-        disk.discard()
+        disk.close()
         opt.state.clear()  # gradients and optimizer state gone: restored as new DTensors of the same layout
         opt.zero_grad(set_to_none=True)
         snap.restore()
@@ -223,10 +226,13 @@ def _worker(out: Path) -> None:
         counts: dict[str, int] = {}
         for op in seen.ops:
             counts[op] = counts.get(op, 0) + 1
-        cpu = torch.device("cpu")
+        def steps(m: torch.nn.Module) -> Any:
+            settings = RangeTestSettings(use_amp=False)
+            return lf_dist.steps_for(Trainer.build(m, opt, None, None, torch.device("cpu"), None, settings))
+
         per_micro_batch = {  # where the failure check runs before every micro-batch's backward pass
-            "fsdp": lf_dist.step_sync(model, cpu).every_micro_batch,
-            "ddp": lf_dist.step_sync(DDP(mlp()), cpu).every_micro_batch,  # no_sync: no collective to guard
+            "fsdp": steps(model).every_micro_batch,
+            "ddp": steps(DDP(mlp())).every_micro_batch,  # no_sync: no collective to guard
         }
         return {"steps": len(h.lr), "counts": counts, "per_micro_batch": per_micro_batch}
 

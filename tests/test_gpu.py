@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
-from lr_finder.state import capture
+from lr_finder.snapshot import capture
 
 from tasks import assert_same_state, state_of
 
@@ -160,10 +160,10 @@ def test_snapshot_of_cuda_tensors_is_in_pinned_cpu_memory():
                 if isinstance(value, torch.Tensor):
                     assert value.device.type == "cpu"
     finally:
-        snap.discard()
+        snap.close()
 
 
-def test_a_nan_stops_the_sweep_at_most_one_step_late_on_cuda():
+def test_a_nan_stops_the_sweep_at_once_on_cuda():
     model, opt, crit, loader = cuda_task()
     calls = {"n": 0}
 
@@ -178,7 +178,7 @@ def test_a_nan_stops_the_sweep_at_most_one_step_late_on_cuda():
     handle.remove()
     assert "non-finite" in h.stop_reason
     assert len(h["lr"]) == 7  # the steps before the NaN, nothing after it
-    assert 8 <= calls["n"] <= 9  # the loss is read back with a lag of one step: at most one step more
+    assert calls["n"] == 8  # each step's loss is read back before the next step starts
     assert_same_state(before, state_of(model, opt))
 
 
@@ -222,10 +222,10 @@ def test_no_second_copy_of_the_state_lands_on_the_gpu():
     assert abs(left) <= 0.01 * state_bytes, left  # nothing of the test stays on the GPU
 
 
-def test_side_stream_copy_is_waited_for_and_the_pinned_buffer_reused():
-    """A state large enough that its copy to the host is still running when the first step starts: the step
-    must wait for it on the device (else the saved weights would be the updated ones), the hooks that make
-    it wait are gone afterwards, and a second test reuses the same page-locked buffer."""
+def test_large_state_restores_exactly_and_the_pinned_buffer_is_reused():
+    """A state large enough that a copy still in flight when the first step starts would save updated
+    weights: the copies land before training; no hook is left anywhere; a second test reuses the same
+    page-locked buffer, and close() frees it."""
     torch.manual_seed(0)
     layers = [torch.nn.Linear(2048, 2048), torch.nn.BatchNorm1d(2048), torch.nn.Linear(2048, 5)]
     model = torch.nn.Sequential(*layers).to(CUDA)
@@ -240,18 +240,18 @@ def test_side_stream_copy_is_waited_for_and_the_pinned_buffer_reused():
     assert_same_state(before, state_of(model, opt))
     assert not model._forward_pre_hooks and not opt._optimizer_step_pre_hooks
     assert not torch.nn.modules.module._global_forward_pre_hooks
-    buffer = f._pinned._buffer
+    buffer = f._pinned.buffer
     assert buffer is not None and buffer.is_pinned()
     f.range_test(loader, start_lr=1e-3, end_lr=1, num_iter=5, **RT)
-    assert f._pinned._buffer.data_ptr() == buffer.data_ptr(), "the pinned buffer was allocated again"
+    assert f._pinned.buffer.data_ptr() == buffer.data_ptr(), "the pinned buffer was allocated again"
     assert_same_state(before, state_of(model, opt))
     f.close()
-    assert f._pinned._buffer is None
+    assert f._pinned.buffer is None
 
 
-def test_side_stream_copy_is_waited_for_when_the_loss_calls_submodules_directly():
+def test_exact_restore_when_the_loss_calls_submodules_directly():
     """A loss_fn (or a LightningModule's training_step) that calls the layers itself never calls the model:
-    the BatchNorm statistics it updates in place must still not race their copy to the host."""
+    the BatchNorm statistics it updates in place are still restored exactly."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.BatchNorm1d(2048), torch.nn.Linear(2048, 5))
     model = model.to(CUDA)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
 from lr_finder.errors import StorageError
-from lr_finder.state import capture, tracked_tensors
+from lr_finder.snapshot import capture, tracked_tensors
 
 from tasks import Task, assert_same_state, digits_mlp, digits_tensors, state_of
 
@@ -44,7 +44,7 @@ def test_restore_twice_in_a_row_is_exact(tmp_path, memory_cache, optimizer):
         task.optimizer.param_groups[0]["extra_key"] = 1
         snap.restore()
         assert_same_state(before, state_of(task.model, task.optimizer))
-    snap.discard()
+    snap.close()
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
@@ -143,7 +143,7 @@ def test_disk_snapshot_is_raw_bytes_without_pickle(tmp_path, monkeypatch):
     train_steps(task, 1)
     snap.restore()
     assert not unpickled
-    snap.discard()
+    snap.close()
     assert not list(tmp_path.rglob("*")), "the private snapshot folder is removed"
 
 
@@ -177,9 +177,9 @@ class _Odd(torch.nn.Module):
 
 @pytest.mark.parametrize("memory_cache", [True, False])
 def test_awkward_tensors_and_tiny_disk_pieces_restore_exactly(tmp_path, monkeypatch, memory_cache):
-    from lr_finder import _diskstore
+    from lr_finder.snapshot import _disk
 
-    monkeypatch.setattr(_diskstore, "CHUNK", 24)  # tensors written and read in many pieces
+    monkeypatch.setattr(_disk, "CHUNK", 24)  # tensors written and read in many pieces
     m = _Odd()
     opt = torch.optim.Adam([m.t, m.conv, m.empty, m.cplx], lr=0.1)
     before = {k: v.detach().clone() for k, v in m.state_dict().items()}
@@ -200,7 +200,7 @@ def test_awkward_tensors_and_tiny_disk_pieces_restore_exactly(tmp_path, monkeypa
                 assert torch.equal(v.to_dense(), before[k].to_dense()), k
             else:
                 assert torch.equal(v, before[k]) and v.stride() == strides[k], k
-    snap.discard()
+    snap.close()
     assert not list(tmp_path.rglob("*.*"))
 
 
@@ -365,4 +365,4 @@ def test_optimizer_state_holding_lists_of_tensors_comes_back(tmp_path, memory_ca
         assert len(now) == len(flat)
         for a, b in zip(flat, now, strict=True):
             assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
-    snap.discard()
+    snap.close()

@@ -1,4 +1,4 @@
-"""torch.distributed glue: ranks in lock-step, the loss averaged over ranks, rank-0 gating of I/O.
+"""torch.distributed glue: which process writes, and ranks that train one model in lock-step.
 
 Everything here is a no-op when ``torch.distributed`` is not initialised (or has one process), and for a
 model that is neither wrapped in ``DistributedDataParallel`` nor sharded (``fully_shard``, or ``DTensor``
@@ -6,7 +6,7 @@ parameters from tensor parallelism): such a model trains on its own in each proc
 runs there as in a single process (this is also what makes "run the finder on rank 0 only, on a plain copy
 of the model" work without a hang).
 
-With a DDP or sharded model, :class:`StepSync` keeps every rank at the same step:
+With a DDP or sharded model, :class:`LockstepSteps` keeps every rank at the same step:
 
 * Each step makes **one** all-reduce, of ``[loss, failed_0, ..., failed_{world-1}]``, after every rank's
   forward pass and *before* the backward pass. The backward pass runs the model's own collectives (DDP's
@@ -16,48 +16,37 @@ With a DDP or sharded model, :class:`StepSync` keeps every rank at the same step
   ``RuntimeError`` that names it. Every rank restores its own state.
 * With gradient accumulation, DDP's earlier micro-batches run under ``no_sync`` (no collective), but a
   sharded model's backward passes all make collectives: there the same check runs before *each*
-  micro-batch's backward pass (one all-reduce per micro-batch).
-* The next step's batches are fetched *before* that all-reduce (a prefetch of one step), so an exception in
-  a rank's loader is reported in the same all-reduce: a rank that lacked a batch would otherwise skip the
-  forward pass, whose collectives (DDP's buffer broadcast, FSDP's all-gathers) the other ranks would wait
-  in. One extra all-reduce checks the first step's batches before the sweep starts.
-* The recorded loss is the mean over ranks of each rank's loss, so every rank sees the same curve (bit for
-  bit: an all-reduce gives every rank the same sum), applies the same stop rule at the same step and
-  returns the same suggestion. (Tensor-parallel ranks that share a batch have the same loss, so the mean
-  is over the data-parallel replicas.)
-* On CUDA the result of that all-reduce is needed on the host every step, to decide before the backward
-  pass whether to go on: one device synchronisation per step. The host waits for the forward pass (and
-  the tiny all-reduce) before it queues the backward pass, so the GPU idles for the kernel-launch latency
-  once per step; small next to a step of any real model, but not free (not measured here). The loss is
-  then on the host already; the sweep still reads it back with its usual one-step lag on CUDA, the same on
-  every rank, so the ranks still stop together (one step late, as in a single process).
-* With ``val_loader`` the per-rank validation loss is averaged in a second all-reduce per step (with its
-  own failure flags). Under DDP validation runs on the module inside DDP, with no collective of its own; a
-  sharded model can only run as a whole, so its validation forward passes make collectives too.
+  micro-batch's backward pass.
+* The next step's batches are fetched *before* that all-reduce, so an exception in a rank's loader is
+  reported in the same all-reduce (a rank that lacked a batch would otherwise skip the forward pass whose
+  collectives the others wait in). One extra all-reduce checks the snapshot and the first batches.
+* The recorded loss is the mean over ranks of each rank's loss, so every rank records the same curve (an
+  all-reduce gives every rank the same sum), stops at the same step and suggests the same LR.
+* With ``val_loader`` the per-rank validation loss is averaged in a second all-reduce per step. Under DDP
+  validation runs on the module inside DDP (no collective of its own); a sharded model can only run as a
+  whole, so its validation makes collectives too.
 
 A sharded model is snapshot rank by rank: each rank saves and restores its own shards (a ``DTensor``'s
-local tensor, in place, see :mod:`lr_finder.state`), never the whole model, and no collective is made for
-it. :func:`reset_sharded` puts ``fully_shard`` modules back in their resting (sharded) state before the
-snapshot and before the restore.
+local tensor, see :mod:`lr_finder.snapshot`), and no collective is made for it.
 
 Not coordinated (they end with the process-group timeout, as in any distributed training): a failure in
-creating the loader's iterator at the start of the sweep, in the host-to-device copy of a batch, in the
-backward pass or in the optimizer step, a rank that dies outright (the others then get a connection error
-at the next all-reduce), a failure *inside* the forward pass of a model whose forward pass makes
-collectives (``SyncBatchNorm``, and every sharded model: FSDP's all-gathers, tensor parallelism's
-reductions) before the last of them, and a failure during a sharded model's validation.
+the host-to-device copy of a batch, in the backward pass or in the optimizer step, a rank that dies
+outright, a failure *inside* a forward pass that makes collectives (``SyncBatchNorm``, every sharded
+model) before the last of them, and a failure during a sharded model's validation.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from . import sharding
 from ._logging import logger
-from .errors import InputTypeError
+from .settings import RangeTestSettings
+from .training import LocalSteps, Trainer
 
 
 def is_active() -> bool:
@@ -71,12 +60,6 @@ def rank() -> int:
     import torch.distributed as dist
 
     return dist.get_rank() if is_active() else 0
-
-
-def world_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if is_active() else 1
 
 
 def is_main() -> bool:
@@ -94,95 +77,13 @@ def find_ddp(model: torch.nn.Module) -> torch.nn.parallel.DistributedDataParalle
     return None
 
 
-def _fsdp2_modules(model: torch.nn.Module) -> list[tuple[str, Any]]:
-    """The modules ``fully_shard`` (FSDP2) was applied to, with their names, outermost first."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover - torch < 2.6 or built without distributed
-        return []
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, FSDPModule)]
-
-
-def is_dtensor(t: Any) -> bool:
-    """Whether ``t`` is a ``DTensor`` (a ``fully_shard`` or tensor-parallel parameter, its grad or state)."""
-    import sys
-
-    module = sys.modules.get("torch.distributed.tensor")  # a DTensor exists only once this was imported
-    return module is not None and isinstance(t, module.DTensor)
-
-
-def is_sharded(model: torch.nn.Module) -> bool:
-    """Whether ``model`` has ``fully_shard`` modules or ``DTensor`` parameters (tensor parallelism)."""
-    if _fsdp2_modules(model):
-        return True
-    return any(is_dtensor(p) for p in model.parameters())
-
-
-def check_supported(model: torch.nn.Module) -> None:
-    """Refuse what the range test cannot snapshot or drive in lock-step, saying what is supported.
-
-    Refused: ``FullyShardedDataParallel`` (FSDP1: its flat parameters are swapped between sharded and
-    unsharded views, with no public way to put them back after a step that failed half-way).
-    """
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-    except ImportError:  # pragma: no cover - torch built without distributed
-        return
-    for name, module in model.named_modules():
-        if isinstance(module, FullyShardedDataParallel):
-            where = f"module {name!r}" if name else "the model itself"
-            raise InputTypeError(
-                f"FullyShardedDataParallel (FSDP1) on {where} is not supported: shard with "
-                "torch.distributed.fsdp.fully_shard (FSDP2) instead; supported are DistributedDataParallel, "
-                "fully_shard and DTensor (tensor-parallel) models"
-            )
-
-
-def policy_dtype(model: torch.nn.Module) -> torch.dtype | None:
-    """The compute dtype set by a ``fully_shard`` ``MixedPrecisionPolicy`` of ``model`` (its ``param_dtype``).
-
-    Where one is set, it decides the precision of the range test, as it will of training: the finder's own
-    autocast is then off (a second cast on top would change what the test measures), and only a GradScaler
-    passed as ``scaler`` is used (for an fp16 policy).
-    """
-    for _, module in _fsdp2_modules(model):
-        policy = getattr(module._get_fsdp_state(), "_mp_policy", None)  # no public accessor in torch 2.13
-        dtype = getattr(policy, "param_dtype", None)
-        if dtype is not None:
-            return dtype
-    return None
-
-
-def reset_sharded(model: torch.nn.Module) -> None:
-    """Put every ``fully_shard`` module of ``model`` back in its resting state: sharded, between steps.
-
-    After a forward pass with no backward (validation under ``no_grad``, or a step stopped by an exception
-    before its backward pass), the root module keeps its *unsharded* parameters registered, and the next
-    forward pass would reuse them instead of all-gathering the shards. The snapshot must see the sharded
-    parameters (a rank's own shards, never the whole model), and a restore writes into the shards, so this
-    runs before both. It makes no collective: FSDP only waits for its own pending work and frees memory.
-    """
-    fsdp = _fsdp2_modules(model)
-    inner = {id(m) for _, outer in fsdp for m in outer.modules() if m is not outer}
-    for _, module in fsdp:
-        if id(module) in inner:
-            continue  # reset through its outermost fully_shard module (the root FSDP requires)
-        if getattr(module._get_fsdp_state(), "_is_root", None) is None:
-            continue  # never run forward: still sharded as fully_shard left it (and FSDP not yet set up)
-        reset = getattr(module, "reset_iter_state", None)
-        if reset is not None:
-            reset()
-        else:  # pragma: no cover - torch before reset_iter_state: reshard what can be resharded
-            for _, m in fsdp:
-                m.reshard()
-
-
-def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
-    """The lock-step driver for a DDP or ``fully_shard`` model across several processes, else ``None``."""
+def steps_for(trainer: Trainer) -> LocalSteps:
+    """The step runner for ``trainer``: in lock-step across processes for a DDP or sharded model, else local."""
+    model = trainer.model
     if not is_active():
-        return None
+        return LocalSteps(trainer)
     ddp = find_ddp(model)
-    owner = ddp if ddp is not None else model if is_sharded(model) else None
+    owner = ddp if ddp is not None else model if sharding.is_sharded(model) else None
     if owner is None:
         logger.info(
             "torch.distributed is initialised but the model is neither wrapped in DistributedDataParallel nor "
@@ -190,68 +91,106 @@ def step_sync(model: torch.nn.Module, device: torch.device) -> StepSync | None:
             "it in DDP for a test at the global batch size)",
             rank(),
         )
-        return None
+        return LocalSteps(trainer)
     # The all-reduce buffer lives where the model's own collectives do (NCCL needs this rank's GPU, and a
     # bare device="cuda" would mean GPU 0 on every rank); a sharded parameter's device is its shard's.
     param = next(owner.parameters(), None)
-    where = device if param is None else param.device
+    where = trainer.device if param is None else param.device
     import torch.distributed as dist
 
     backend = str(dist.get_backend())
     if where.type == "cpu" and "nccl" in backend and "gloo" not in backend and torch.cuda.is_available():
         where = torch.device("cuda", torch.cuda.current_device())  # shards offloaded to the CPU; NCCL needs a GPU
-    return StepSync(where, every_micro_batch=ddp is None)
+    return LockstepSteps(trainer, where, every_micro_batch=ddp is None)
 
 
-class StepSync:
-    """Keeps the ranks of a DDP range test in lock-step (see the module docstring).
+class LockstepSteps(LocalSteps):
+    """Training steps of one model across ranks, in lock-step (see the module docstring)."""
 
-    Used by :func:`lr_finder.training.sweep`: :meth:`start` once, then :meth:`step` for every step (and
-    :meth:`evaluate` after it with a ``val_loader``). It also stands in for the batch stream, handing out
-    the batches it prefetched.
-    """
-
-    def __init__(self, device: torch.device, every_micro_batch: bool = False) -> None:
+    def __init__(self, trainer: Trainer, device: torch.device, every_micro_batch: bool = False) -> None:
         import torch.distributed as dist
 
+        super().__init__(trainer)
         self.world = dist.get_world_size()
         self.rank = dist.get_rank()
         self.device = device
         # Under fully_shard every backward pass makes collectives, the accumulated micro-batches' too (DDP
         # skips them under no_sync): the ranks then check for failures before each micro-batch's backward.
         self.every_micro_batch = every_micro_batch
-        self._queue: deque[Any] = deque()
-        self._stream: Any = None
-        self._per_step = 1
-        self._left = 0
-        self._checked = False
-        self._mean: torch.Tensor | None = None
+        self._batches: deque[Any] = deque()
+        self._steps_left = 0
+        ddp = find_ddp(trainer.model)
+        self._eval_model = trainer.model if ddp is None else ddp.module  # through DDP, eval would broadcast
 
-    # -- the batch stream -------------------------------------------------------------------------
-    def next(self) -> Any:
-        """The next prefetched batch (``train_step`` calls this in place of ``BatchStream.next``)."""
-        if not self._queue:
-            raise RuntimeError("lr_finder internal error: a step asked for more batches than were prefetched")
-        return self._queue.popleft()
+    def start(self, loader: Iterable[Any], settings: RangeTestSettings) -> None:
+        """Start the stream and check the first step's batches on every rank (one all-reduce)."""
+        try:
+            super().start(loader, settings)
+        except Exception:
+            self.abort()
+            raise
+        self._batches.clear()
+        self._steps_left = settings.num_iter
+        error = self._prefetch()
+        self._exchange_or_raise(torch.zeros(()), error, "its snapshot or the first batches of its loader")
 
     def _prefetch(self) -> Exception | None:
         """Fetch the next step's batches; the exception raised by the loader, if any, is returned."""
-        if self._left <= 0:
+        if self._steps_left <= 0:
             return None
-        self._left -= 1
+        self._steps_left -= 1
         try:
-            for _ in range(self._per_step):
-                self._queue.append(self._stream.next())
+            for _ in range(self.trainer.accumulation_steps):
+                self._batches.append(super()._next())
         except Exception as exc:  # reported to every rank by the next all-reduce, then re-raised here
             return exc
         return None
 
-    # -- the all-reduce -----------------------------------------------------------------------------
-    def _exchange(self, value: torch.Tensor | None) -> tuple[torch.Tensor, list[int]]:
-        """All-reduce ``[value, one-hot failure flag]`` (``value=None``: this rank failed).
+    def _next(self) -> Any:
+        return self._batches.popleft()
 
-        Returns the mean of ``value`` over ranks (a CPU float64 scalar) and the ranks that failed.
-        """
+    def step(self) -> torch.Tensor:
+        """One optimizer step on every rank; returns the step's loss averaged over ranks."""
+        t, n = self.trainer, self.trainer.accumulation_steps
+        t.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=t.device)
+        mean = total
+        for j in range(n):
+            last = j == n - 1
+            with t.no_sync(last):
+                try:
+                    share = t.forward(self._next())
+                    total = total + share.detach().float()
+                    error = self._prefetch() if last else None
+                except Exception:  # before this micro-batch's all-reduce: the others learn of it there
+                    self.abort()
+                    raise
+                if last or self.every_micro_batch:
+                    mean = self._exchange_or_raise(total, error, "its forward pass, its loss or its loader")
+                t.backward(share)
+        t.optimizer_step()
+        return mean
+
+    def evaluate(self, loader: Iterable[Any]) -> torch.Tensor:
+        """The validation loss over ``loader`` on every rank, averaged over ranks."""
+        try:
+            value = self.trainer.evaluate(loader, self._eval_model)
+        except Exception:
+            self.abort()
+            raise
+        return self._exchange_or_raise(value, None, "validation")
+
+    def abort(self) -> None:
+        """Take part in the next all-reduce as a failure, so the other ranks raise instead of waiting (best
+        effort: this rank's own exception matters more)."""
+        try:
+            self._exchange(None)
+        except Exception as comm:  # pragma: no cover - the process group itself is broken
+            logger.error("could not tell the other ranks about this rank's failure: %s", comm)
+
+    def _exchange(self, value: torch.Tensor | None) -> tuple[torch.Tensor, list[int]]:
+        """All-reduce ``[value, one-hot failure flag]`` (``value=None``: this rank failed); returns the mean of
+        ``value`` over ranks (a CPU float64 scalar) and the ranks that failed."""
         import torch.distributed as dist
 
         buf = torch.zeros(1 + self.world, dtype=torch.float64, device=self.device)
@@ -260,95 +199,19 @@ class StepSync:
         else:
             buf[0] = value.detach().reshape(())
         dist.all_reduce(buf, op=dist.ReduceOp.SUM)
-        host = buf.cpu()  # the one host synchronisation per step on CUDA
+        host = buf.cpu()
         failed = [r for r in range(self.world) if host[1 + r].item() > 0]
         return host[0] / self.world, failed
 
-    def _others_failed(self, failed: list[int], during: str) -> RuntimeError:
-        who = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {failed}"
-        return RuntimeError(
-            f"LR range test stopped on every rank: {who} raised an exception during {during} (its own "
-            f"error is raised on that rank; see its log). This rank ({self.rank}) stopped at the same step "
-            "and restored its model and optimizer."
-        )
-
-    def _report_own_failure(self) -> None:
-        """Tell the other ranks that this one failed (best effort: its own exception matters more)."""
-        try:
-            self._exchange(None)
-        except Exception as comm:  # pragma: no cover - the process group itself is broken
-            logger.error("could not tell the other ranks about this rank's failure: %s", comm)
-
-    # -- the sweep ------------------------------------------------------------------------------------
-    def start(self, stream: Any, num_steps: int, per_step: int) -> StepSync:
-        """Prefetch and check the first step's batches on every rank; returns the stream to train from."""
-        self._stream = stream
-        self._per_step = per_step
-        self._left = num_steps
-        self._queue.clear()
-        error = self._prefetch()
-        _, failed = self._exchange(None if error is not None else torch.zeros((), device=self.device))
+    def _exchange_or_raise(self, value: torch.Tensor, error: Exception | None, during: str) -> torch.Tensor:
+        mean, failed = self._exchange(None if error is not None else value)
         if error is not None:
             raise error
         if failed:
-            raise self._others_failed(failed, "its snapshot or the first batches of its loader")
-        return self
-
-    def abort(self) -> None:
-        """This rank failed before :meth:`start` (its snapshot, its loader): take part in the first exchange
-        as a failure, so that every other rank's :meth:`start` raises."""
-        self._exchange(None)
-
-    def step(self, run: Callable[[Callable[[torch.Tensor, bool], None]], Any]) -> torch.Tensor:
-        """Run one training step as ``run(before_backward)``; returns the loss averaged over ranks.
-
-        ``run`` must call ``before_backward(mean_loss_of_the_step, last)`` after each micro-batch's forward
-        pass and before its backward pass (``Trainer.step`` does); ``last`` marks the step's last one.
-        """
-        self._checked = False
-        self._mean = None
-        try:
-            run(self._before_backward)
-        except Exception:
-            if not self._checked:  # failed before the all-reduce (loader, forward, loss): say so, then raise
-                self._report_own_failure()
-            raise
-        if not self._checked or self._mean is None:
-            raise RuntimeError("lr_finder internal error: the training step did not call before_backward")
-        return self._mean
-
-    def _before_backward(self, loss: torch.Tensor, last: bool = True) -> None:
-        if not last:
-            if self.every_micro_batch:
-                self._checked = True
-                _, failed = self._exchange(loss)
-                if failed:
-                    raise self._others_failed(failed, "its forward pass or its loss")
-                self._checked = False  # a failure later in this step is still this rank's to report
-            return
-        error = self._prefetch()  # the next step's batches, so that a loader error is seen in this all-reduce
-        self._checked = True
-        mean, failed = self._exchange(None if error is not None else loss)
-        if error is not None:
-            raise error
-        if failed:
-            raise self._others_failed(failed, "its forward pass, its loss or its loader")
-        self._mean = mean
-
-    def evaluate(self, run: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """Run the validation pass ``run()`` on every rank; returns its loss averaged over ranks."""
-        try:
-            value = run()
-        except Exception:
-            self._report_own_failure()
-            raise
-        mean, failed = self._exchange(value)
-        if failed:
-            raise self._others_failed(failed, "validation")
+            who = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {failed}"
+            raise RuntimeError(
+                f"LR range test stopped on every rank: {who} raised an exception during {during} (its own "
+                f"error is raised on that rank; see its log). This rank ({self.rank}) stopped at the same step "
+                "and restored its model and optimizer."
+            )
         return mean
-
-    @staticmethod
-    def local_model(model: torch.nn.Module) -> torch.nn.Module:
-        """The module inside DDP, for validation: evaluating through DDP would broadcast buffers."""
-        ddp = find_ddp(model)
-        return model if ddp is None else ddp.module

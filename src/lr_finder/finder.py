@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,14 @@ from .apply import check_lr
 from .batches import LossFn
 from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
-from .loaders import BatchStream, LoaderBookkeeping, loader_generators
+from .loaders import LoaderBookkeeping, loader_generators
+from .monitor import Recorder, StopRule
 from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag
-from .state import PinnedPool, Snapshot, capture
+from .sharding import reset_sharded
+from .snapshot import PinnedBuffer, Snapshot, capture
 from .suggestion import Suggestion
-from .training import Amp, GroupSchedule, Recorder, StopRule, Trainer, resolve_amp, sweep
+from .training import GroupSchedule, LocalSteps, Trainer, sweep
 from .validation import (
     check_loader,
     check_not_a_loader,
@@ -89,7 +90,7 @@ class LRFinder:
         self.loss_fn = loss_fn
         self.history = History()
         self._snapshot: Snapshot | None = None
-        self._pinned = PinnedPool()  # page-locked host memory for CUDA snapshots, kept across this finder's tests
+        self._pinned = PinnedBuffer()  # page-locked host memory for CUDA snapshots, kept across this finder's tests
         self._settings: RangeTestSettings | None = None
 
     # -- the test ---------------------------------------------------------------------------------
@@ -176,34 +177,30 @@ class LRFinder:
         ``schedule(step) -> (recorded_lr, one LR per param group)`` replaces the default sweep, in which
         every group follows ``settings.lr(step)`` at its ratio to the first group with a positive LR.
         ``stop(raw_losses) -> reason or None`` replaces the divergence and spike stop rules (see
-        :class:`lr_finder.training.Recorder`); a non-finite loss still stops the sweep at once.
+        :class:`lr_finder.monitor.Recorder`); a non-finite loss still stops the sweep at once.
         """
         check_loader(train_loader, "train_loader", settings.batches_needed)
         if val_loader is not None:
             check_val_loader(val_loader)
-        distributed.check_supported(self.model)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
-        trainer = self._trainer(settings)
-        sync = distributed.step_sync(self.model, self.device)  # None unless trained across processes
+        steps = self._steps(settings)
         recorded = settings.to_dict()
         recorded.update(
-            amp_dtype=None if trainer.amp.dtype is None else str(trainer.amp.dtype).replace("torch.", ""),
+            amp_dtype=None if steps.trainer.amp.dtype is None else str(steps.trainer.amp.dtype).replace("torch.", ""),
             val_loader=val_loader is not None,
             device=str(self.device),
             param_group_ratios=ratios,
+            world_size=steps.world,
         )
-        if sync is not None:
-            recorded["world_size"] = sync.world
         self._settings = settings
         record = Recorder(stop=stop)
         start = time.perf_counter()
         try:
-            self._sweep(record, trainer, (train_loader, val_loader), settings,
-                        schedule or group_schedule(settings.lr, ratios), sync)
+            self._sweep(steps, (train_loader, val_loader), settings, schedule or group_schedule(settings.lr, ratios),
+                        record)
         finally:  # the curve so far is kept on every exit path
             recorded["elapsed_s"] = round(time.perf_counter() - start, 4)
-            columns = (tuple(record.lr), tuple(record.loss), tuple(record.raw_loss))
-            self.history = History(*columns, record.stop_reason, recorded)
+            self.history = record.history(recorded)
         if not record.lr and record.non_finite is not None:
             lr, value = record.non_finite
             raise RangeTestError(
@@ -217,61 +214,38 @@ class LRFinder:
         logger.info("Model and optimizer state restored after LR test.")
         return self.history
 
-    def _trainer(self, settings: RangeTestSettings) -> Trainer:
-        amp = resolve_amp(self.device, settings.use_amp, settings.amp_dtype, self.scaler)
-        policy = distributed.policy_dtype(self.model)
-        if policy is not None and (amp.dtype is not None or amp.scaler is not self.scaler):
-            logger.info("fully_shard's MixedPrecisionPolicy(param_dtype=%s) sets the precision: autocast off", policy)
-            amp = Amp(self.device.type, None, self.scaler)
-        return Trainer(self.model, self.optimizer, self.criterion, self.loss_fn, amp, self.device,
-                       settings.accumulation_steps, settings.non_blocking_transfer)
+    def _steps(self, settings: RangeTestSettings) -> LocalSteps:
+        trainer = Trainer.build(self.model, self.optimizer, self.criterion, self.loss_fn, self.device, self.scaler,
+                                settings)
+        return distributed.steps_for(trainer)
 
     def _sweep(
-        self,
+        self, steps: LocalSteps, loaders: tuple[Any, Any], settings: RangeTestSettings, schedule: GroupSchedule,
         record: Recorder,
-        trainer: Trainer,
-        loaders: tuple[Any, Any],
-        settings: RangeTestSettings,
-        schedule: GroupSchedule,
-        sync: Any,
     ) -> None:
         """Snapshot, sweep into ``record``, and restore on every exit path (exceptions and Ctrl-C too)."""
         train_loader, val_loader = loaders
-        distributed.reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
-        with _telling_other_ranks(sync):  # a snapshot that fails on one rank (its disk full) stops them all
-            snapshot = capture(
-                self.model,
-                self.optimizer,
-                scaler=self.scaler,
-                criterion=self.criterion,
+        reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
+        try:
+            self._snapshot = capture(
+                self.model, self.optimizer, scaler=self.scaler, criterion=self.criterion,
                 generators=loader_generators(train_loader) + loader_generators(val_loader),
-                memory_cache=self.memory_cache,
-                cache_dir=self.cache_dir,
-                pinned=self._pinned,
+                memory_cache=self.memory_cache, cache_dir=self.cache_dir, pinned=self._pinned,
             )
-        self._snapshot = snapshot
+        except Exception:
+            steps.abort()  # the other ranks of a lock-step test raise too instead of waiting for this one
+            raise
         bar = tqdm(total=settings.num_iter, desc="Finding LR",
                    disable=not (settings.show_progress and distributed.is_main()))
-        stream: BatchStream | None = None
         val_books = LoaderBookkeeping(val_loader)
         try:
-            with _telling_other_ranks(sync):
-                stream = BatchStream(train_loader)
-            sweep(trainer, stream, settings, schedule, record, val_loader=val_loader, sync=sync,
-                  on_step=lambda: bar.update(1))
+            steps.start(train_loader, settings)
+            sweep(steps, settings, schedule, record, val_loader=val_loader, on_step=lambda: bar.update(1))
         finally:
             bar.close()
-            if stream is not None:
-                stream.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
+            steps.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
             val_books.restore()
-            try:
-                try:
-                    distributed.reset_sharded(self.model)  # the restore writes into the shards the next step reads
-                finally:
-                    snapshot.restore()
-            finally:
-                snapshot.discard()
-                self._snapshot = None
+            self._end_snapshot()
 
     def verify(
         self,
@@ -311,12 +285,12 @@ class LRFinder:
         lrs = sorted({suggested * float(f) for f in factors})
         settings = dataclasses.replace(base, num_iter=n, start_lr=lrs[0], end_lr=lrs[-1] * 2, show_progress=False)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
-        trainer, sync = self._trainer(settings), distributed.step_sync(self.model, self.device)
+        runner = self._steps(settings)
         trials = []
         for value in lrs:
             record = Recorder()
             constant = group_schedule(functools.partial(_constant, value), ratios)
-            self._sweep(record, trainer, (train_loader, None), settings, constant, sync)
+            self._sweep(runner, (train_loader, None), settings, constant, record)
             trials.append(score(value, record.raw_loss, n, record.stop_reason))
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
         return choose(trials, suggested)
@@ -480,15 +454,23 @@ class LRFinder:
         else:
             logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
+    def _end_snapshot(self) -> None:
+        """Restore and free the snapshot of a test in flight, if any."""
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is None:
+            return
+        try:
+            try:
+                reset_sharded(self.model)  # the restore writes into the shards the next step reads
+            finally:
+                snapshot.restore()
+        finally:
+            snapshot.close()
+
     def close(self) -> None:
         """Restore if a test is in flight and free its snapshot (memory and disk) and its pinned host memory."""
         try:
-            if self._snapshot is not None:
-                try:
-                    self._snapshot.restore()
-                finally:
-                    self._snapshot.discard()
-                    self._snapshot = None
+            self._end_snapshot()
         finally:
             self._pinned.release()
 
@@ -501,15 +483,3 @@ class LRFinder:
 
 def _constant(value: float, step: int) -> float:
     return value
-
-
-@contextlib.contextmanager
-def _telling_other_ranks(sync: Any) -> Iterator[None]:
-    """Before the sweep's first exchange, a failure on this rank is sent in its place, so that the other
-    ranks raise too instead of waiting for it until the process group times out."""
-    try:
-        yield
-    except Exception:
-        if sync is not None:
-            sync.abort()
-        raise

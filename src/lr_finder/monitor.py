@@ -1,4 +1,5 @@
-"""The online part of a range test: EMA smoothing of the loss and the stop rule, as explicit state.
+"""The online part of a range test: EMA smoothing of the loss and the stop rule, as explicit state, and
+the :class:`Recorder` that keeps the curve as the sweep goes.
 
 ``init`` / ``update`` in the style of optax: the state belongs to one sweep, so a finder started on a
 model that has already trained starts from a clean slate (no stale best loss, no step counter carried over).
@@ -7,7 +8,14 @@ model that has already trained starts from a clean slate (no stale best loss, no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .history import History
+
+if TYPE_CHECKING:
+    from .settings import RangeTestSettings
 
 #: Consecutive raw losses above the divergence threshold that count as a sustained spike.
 SPIKE_PATIENCE = 3
@@ -87,3 +95,44 @@ def update(
             f"(best smoothed loss {best:.4g}) at step {count - 1}"
         )
     return MonitorState(count, ema, smoothed, best, first, over, reason)
+
+
+#: ``stop(raw_losses) -> reason or None``: called after each recorded (finite) loss with every raw loss
+#: recorded so far (read-only); a reason ends the sweep after that step, which stays recorded.
+StopRule = Callable[[Sequence[float]], "str | None"]
+
+
+@dataclass
+class Recorder:
+    """The curve of a sweep in progress, kept when the sweep ends by an exception; :meth:`history` freezes it."""
+
+    lr: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    raw_loss: list[float] = field(default_factory=list)
+    stop_reason: str | None = None
+    state: MonitorState = field(default_factory=init)
+    #: the first loss that was not finite, with its LR (it stops the sweep and is not recorded)
+    non_finite: tuple[float, float] | None = None
+    #: replaces the divergence and spike rules of :func:`update` when given (another library's stop rule,
+    #: say); a non-finite loss still stops the sweep at once
+    stop: StopRule | None = None
+
+    def add(self, lr: float, raw: float, settings: RangeTestSettings) -> bool:
+        """Record one step's loss; returns True when the sweep must stop."""
+        self.state = update(
+            self.state, raw, smooth_f=settings.smooth_f, diverge_th=settings.diverge_th,
+            adaptive_stop=settings.adaptive_stop,
+        )
+        self.stop_reason = self.state.stop_reason
+        if self.state.count > len(self.raw_loss):  # a finite loss was recorded
+            self.lr.append(lr)
+            self.raw_loss.append(raw)
+            self.loss.append(self.state.smoothed)
+            if self.stop is not None:
+                self.stop_reason = self.stop(self.raw_loss)
+        elif self.non_finite is None:
+            self.non_finite = (lr, raw)
+        return self.stop_reason is not None
+
+    def history(self, settings: dict[str, Any]) -> History:
+        return History(tuple(self.lr), tuple(self.loss), tuple(self.raw_loss), self.stop_reason, settings)

@@ -1,36 +1,32 @@
 """The training side of a range test: batches in, one optimizer step per recorded point, losses out.
 
-No analysis and no file I/O here. The loss of each step stays on the device and is read back with a lag
-of one step on CUDA (a non-blocking copy into pinned memory), so the GPU is never idle waiting for the
-host; the stop rule may therefore fire one step late on CUDA, and that extra step is not recorded.
+A step runner drives the model: :class:`LocalSteps` for a model trained in this process alone, and
+:class:`lr_finder.distributed.LockstepSteps` for ranks that train one model together. Both have the same
+small interface (``start`` / ``step`` / ``evaluate`` / ``close``, and ``abort`` for a failure before
+``start``), chosen once by :func:`lr_finder.distributed.steps_for`, so :func:`sweep` never branches on it.
+Each step's loss is read back to the host at once (on CUDA one synchronisation per step, as in other
+finders), so the stop rule acts on the very step it fires on.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from . import monitor
+from . import sharding
 from ._logging import logger
 from .batches import LossFn, batch_size, compute_loss, move_to_device
 from .errors import InputError
+from .loaders import BatchStream
+from .monitor import Recorder
 from .settings import RangeTestSettings
 
 #: ``schedule(step) -> (recorded_lr, one LR per param group)``.
 GroupSchedule = Callable[[int], tuple[float, Sequence[float]]]
-
-#: ``stop(raw_losses) -> reason or None``: called after each recorded (finite) loss with every raw loss
-#: recorded so far (read-only); a reason ends the sweep after that step, which stays recorded.
-StopRule = Callable[[Sequence[float]], str | None]
-
-
-class BatchSource(Protocol):
-    def next(self) -> Any: ...
 
 
 @dataclass
@@ -78,7 +74,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> None:
 
 @dataclass(frozen=True)
 class Trainer:
-    """What one training step needs, closed over once for the whole sweep."""
+    """The pieces of one training step, closed over once for the whole sweep."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -89,39 +85,43 @@ class Trainer:
     accumulation_steps: int = 1
     non_blocking: bool = True
 
-    def _loss(self, model: torch.nn.Module, batch: Any, need_grad: bool = True) -> torch.Tensor:
+    @classmethod
+    def build(cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, criterion: Any, loss_fn: Any,
+              device: torch.device, scaler: Any, settings: RangeTestSettings) -> Trainer:
+        """The trainer for ``settings``; a ``fully_shard`` mixed-precision policy decides the precision."""
+        sharding.check_supported(model)
+        amp = resolve_amp(device, settings.use_amp, settings.amp_dtype, scaler)
+        policy = sharding.policy_dtype(model)
+        if policy is not None and (amp.dtype is not None or amp.scaler is not scaler):
+            logger.info("fully_shard's MixedPrecisionPolicy(param_dtype=%s) sets the precision: autocast off", policy)
+            amp = Amp(device.type, None, scaler)
+        return cls(model, optimizer, criterion, loss_fn, amp, device, settings.accumulation_steps,
+                   settings.non_blocking_transfer)
+
+    def _loss(self, model: torch.nn.Module, raw: Any, need_grad: bool = True) -> torch.Tensor:
+        batch = move_to_device(raw, self.device, self.non_blocking)
         with self.amp.autocast():
             return compute_loss(model, self.criterion, batch, self.loss_fn, need_grad=need_grad)
 
-    def step(
-        self, source: BatchSource, before_backward: Callable[[torch.Tensor, bool], None] | None = None
-    ) -> torch.Tensor:
-        """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached).
+    def forward(self, raw: Any) -> torch.Tensor:
+        """One micro-batch's share of the step's loss (its loss over ``accumulation_steps``), with its graph."""
+        loss = self._loss(self.model, raw)
+        return loss / self.accumulation_steps if self.accumulation_steps > 1 else loss
 
-        ``before_backward(mean_loss, last)`` is called after each micro-batch's forward pass and before its
-        backward pass: where the ranks of a distributed test exchange their loss and failure flags.
-        """
-        self.optimizer.zero_grad(set_to_none=True)
-        n = self.accumulation_steps
-        total = torch.zeros((), device=self.device)
-        no_sync = getattr(self.model, "no_sync", None)
-        for j in range(n):
-            batch = move_to_device(source.next(), self.device, self.non_blocking)
-            last = j == n - 1
-            with no_sync() if (no_sync is not None and not last) else contextlib.nullcontext():
-                loss = self._loss(self.model, batch)
-                scaled = loss / n if n > 1 else loss
-                # the mean as the sum of the shares whose gradients are taken: torch-lr-finder's value to the bit
-                total = total + scaled.detach().float()
-                if before_backward is not None:
-                    before_backward(total, last)  # the step's mean loss once ``last``
-                (self.amp.scaler.scale(scaled) if self.amp.scaler is not None else scaled).backward()
+    def backward(self, share: torch.Tensor) -> None:
+        (self.amp.scaler.scale(share) if self.amp.scaler is not None else share).backward()
+
+    def optimizer_step(self) -> None:
         if self.amp.scaler is not None:
             self.amp.scaler.step(self.optimizer)
             self.amp.scaler.update()
         else:
             self.optimizer.step()
-        return total
+
+    def no_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """DDP's ``no_sync`` for every micro-batch but a step's last: their gradients are summed locally."""
+        no_sync = getattr(self.model, "no_sync", None)
+        return no_sync() if no_sync is not None and not last else contextlib.nullcontext()
 
     def evaluate(self, loader: Iterable[Any], model: torch.nn.Module | None = None) -> torch.Tensor:
         """Exact mean loss over a whole loader (weighted by batch size), in eval mode under ``no_grad``.
@@ -138,9 +138,8 @@ class Trainer:
         try:
             with torch.no_grad():
                 for raw in loader:
-                    batch = move_to_device(raw, self.device, self.non_blocking)
-                    n = batch_size(batch)
-                    total += self._loss(model, batch, need_grad=False).detach().double() * n
+                    n = batch_size(raw)
+                    total += self._loss(model, raw, need_grad=False).detach().double() * n
                     count += n
         finally:
             for m, training in modes:
@@ -150,115 +149,67 @@ class Trainer:
         return total / count  # float64, as accumulated: rounding it to float32 would change the recorded loss
 
 
-@dataclass
-class Recorder:
-    """What a sweep has recorded so far; kept when the sweep ends by an exception."""
+class LocalSteps:
+    """Training steps of a model that this process trains alone."""
 
-    lr: list[float] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    raw_loss: list[float] = field(default_factory=list)
-    stop_reason: str | None = None
-    state: monitor.MonitorState = field(default_factory=monitor.init)
-    #: the first loss that was not finite, with its LR (it stops the sweep and is not recorded)
-    non_finite: tuple[float, float] | None = None
-    #: replaces the divergence and spike rules of :func:`lr_finder.monitor.update` when given (another
-    #: library's stop rule, say); a non-finite loss still stops the sweep at once
-    stop: StopRule | None = None
+    world = 1
 
-    def add(self, lr: float, raw: float, settings: RangeTestSettings) -> bool:
-        """Record one step's loss; returns True when the sweep must stop."""
-        self.state = monitor.update(
-            self.state,
-            raw,
-            smooth_f=settings.smooth_f,
-            diverge_th=settings.diverge_th,
-            adaptive_stop=settings.adaptive_stop,
-        )
-        self.stop_reason = self.state.stop_reason
-        if self.state.count > len(self.raw_loss):  # a finite loss was recorded
-            self.lr.append(lr)
-            self.raw_loss.append(raw)
-            self.loss.append(self.state.smoothed)
-            if self.stop is not None:
-                self.stop_reason = self.stop(self.raw_loss)
-        elif self.non_finite is None:
-            self.non_finite = (lr, raw)
-        return self.stop_reason is not None
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.stream: BatchStream | None = None
 
+    def start(self, loader: Iterable[Any], settings: RangeTestSettings) -> None:
+        """Start drawing batches from ``loader`` (cycled as needed), the model in training mode."""
+        self.trainer.model.train()
+        self.stream = BatchStream(loader)
 
-class LossReader:
-    """Reads per-step loss tensors back to the host, with a lag of one step on CUDA."""
+    def _next(self) -> Any:
+        assert self.stream is not None, "start() first"
+        return self.stream.next()
 
-    def __init__(self, device: torch.device) -> None:
-        self.lag = 1 if device.type == "cuda" else 0
-        self.pending: deque[tuple[float, Any]] = deque()
+    def step(self) -> torch.Tensor:
+        """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached)."""
+        t, n = self.trainer, self.trainer.accumulation_steps
+        t.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=t.device)
+        for j in range(n):
+            with t.no_sync(last=j == n - 1):
+                share = t.forward(self._next())
+                # the mean as the sum of the shares whose gradients are taken: torch-lr-finder's value to the bit
+                total = total + share.detach().float()
+                t.backward(share)
+        t.optimizer_step()
+        return total
 
-    def push(self, lr: float, value: torch.Tensor) -> None:
-        if self.lag:
-            host = torch.empty((), dtype=value.dtype, pin_memory=True)
-            host.copy_(value, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            self.pending.append((lr, (host, event)))
-        else:
-            self.pending.append((lr, value))
+    def evaluate(self, loader: Iterable[Any]) -> torch.Tensor:
+        return self.trainer.evaluate(loader)
 
-    def ready(self, drain: bool = False) -> Iterator[tuple[float, float]]:
-        while len(self.pending) > (0 if drain else self.lag):
-            lr, item = self.pending.popleft()
-            if self.lag:
-                host, event = item
-                event.synchronize()
-                yield lr, float(host)
-            else:
-                yield lr, float(item)
+    def abort(self) -> None:
+        """This process failed before :meth:`start`; alone, it has no one to tell."""
 
-
-def _record(reader: LossReader, record: Recorder, settings: RangeTestSettings, drain: bool = False) -> bool:
-    for lr, raw in reader.ready(drain):
-        if record.add(lr, raw, settings):
-            reader.pending.clear()
-            return True
-    return False
+    def close(self) -> None:
+        """Put the loader back (its bookkeeping, e.g. persistent workers). Safe to call more than once."""
+        if self.stream is not None:
+            self.stream.close()
 
 
 def sweep(
-    trainer: Trainer,
-    stream: BatchSource,
+    steps: LocalSteps,
     settings: RangeTestSettings,
     schedule: GroupSchedule,
     record: Recorder,
     *,
     val_loader: Iterable[Any] | None = None,
-    sync: Any = None,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[], object] | None = None,
 ) -> None:
-    """Run the sweep, appending to ``record``; stops early as :func:`lr_finder.monitor.update` decides.
-
-    ``sync``: a :class:`lr_finder.distributed.StepSync` for a model trained across processes (``None`` in a
-    single process): it prefetches the batches and averages each step's loss over ranks in one all-reduce
-    before the backward pass, so that all ranks record the same curve and stop (or fail) at the same step.
-    """
-    reader = LossReader(trainer.device)
-    trainer.model.train()
-    source: BatchSource = stream
-    eval_model = trainer.model
-    if sync is not None:
-        source = sync.start(stream, settings.num_iter, settings.accumulation_steps)
-        eval_model = sync.local_model(trainer.model)
+    """Run the sweep on started ``steps``, appending to ``record`` until it says stop or ``num_iter`` ends."""
     for i in range(settings.num_iter):
         lr, group_lrs = schedule(i)
-        set_lr(trainer.optimizer, group_lrs)
-        if sync is None:
-            loss = trainer.step(source)
-        else:
-            loss = sync.step(lambda before_backward: trainer.step(source, before_backward))
+        set_lr(steps.trainer.optimizer, group_lrs)
+        loss = steps.step()
         if val_loader is not None:
-            evaluate = lambda: trainer.evaluate(val_loader, eval_model)  # noqa: E731
-            loss = evaluate() if sync is None else sync.evaluate(evaluate)
-        reader.push(lr, loss)
+            loss = steps.evaluate(val_loader)
         if on_step is not None:
             on_step()
-        if _record(reader, record, settings):
+        if record.add(lr, float(loss), settings):
             return
-    _record(reader, record, settings, drain=True)

@@ -1,4 +1,5 @@
-"""Snapshots of everything a range test changes, and their exact restore.
+"""Snapshots of everything a range test changes, and their exact restore: ``capture(...) -> Snapshot``,
+then ``Snapshot.restore()`` (any number of times) and ``Snapshot.close()``.
 
 What is captured: every module's parameters and buffers by name (the objects, ``None`` too) and its
 train/eval mode, for the model and a criterion that is a module; the values, ``requires_grad`` flags and
@@ -11,10 +12,9 @@ Restore puts the very objects back in their modules' slots (undoing ``self.steps
 ``forward``) and copies the saved values *into* them, so the optimizer's state stays keyed by the same
 parameters and the snapshot is never aliased: it can be restored any number of times.
 
-The copy lives in CPU memory, packed in one flat buffer (``_hostmem``; for CUDA tensors a pinned buffer
-the finder reuses, filled on a side stream while the first steps run, never a second copy on the
-accelerator), or with ``memory_cache=False`` as raw bytes in a file in a private folder (``_diskstore``),
-read back straight into the live tensors.
+The values live in CPU memory (:mod:`._memory`: one flat buffer; a reused pinned one for CUDA tensors) or,
+with ``memory_cache=False``, as raw bytes in a file in a private folder (:mod:`._disk`). Both copies are
+complete before ``capture`` returns, so nothing the training does afterwards, on any stream, can race them.
 """
 
 from __future__ import annotations
@@ -30,16 +30,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from . import _diskstore, _hostmem
-from ._logging import logger
-from .distributed import is_dtensor
+from .._logging import logger
+from ..sharding import is_dtensor
+from ._disk import DiskStore, OnDisk, check_cache_dir, open_store
+from ._memory import PinnedBuffer, copy_to_host
+
+__all__ = ["PinnedBuffer", "Snapshot", "capture", "local_tensor", "tracked_tensors"]
 
 #: Optimizer attributes that LR schedulers use to check the order of ``step()`` calls.
 _OPTIMIZER_COUNTERS = ("_opt_called", "_step_count")
 _MISSING = object()
-Saved = torch.Tensor | _diskstore.OnDisk
-PinnedPool = _hostmem.PinnedPool  # what a caller keeps between snapshots
-_SAVED = (torch.Tensor, _diskstore.OnDisk)
+Saved = torch.Tensor | OnDisk
+_SAVED = (torch.Tensor, OnDisk)
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -109,72 +111,9 @@ def _tensors_in(obj: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
     return found
 
 
-class _DeviceCopyWait(NamedTuple):
-    """An accelerator copy still in flight and the hooks that make training wait for it where it must."""
-
-    copy: _hostmem.DeviceCopy
-    hooks: list[Any]
-
-    @classmethod
-    def start(cls, copy: _hostmem.DeviceCopy, optimizer: torch.optim.Optimizer) -> _DeviceCopyWait:
-        # Any module's forward, not only the model's: a loss_fn or a LightningModule's training_step may
-        # call submodules directly, and their buffers change in place (BatchNorm statistics). The hook
-        # removes itself once it has fired (global hooks take every module call off its fast path).
-        def first_forward(module: torch.nn.Module, args: Any) -> None:
-            copy.before_forward()
-            forward.remove()
-
-        forward = torch.nn.modules.module.register_module_forward_pre_hook(first_forward)
-        return cls(copy, [forward, optimizer.register_step_pre_hook(lambda opt, args, kwargs: copy.before_step())])
-
-    def landed(self) -> None:
-        """The copy is complete, for the compute stream and for the host; the hooks are gone."""
-        for handle in self.hooks:
-            handle.remove()
-        self.copy.settle()
-
-
-def _to_memory(live: _Payload, early: list[torch.Tensor], pool: _hostmem.PinnedPool | None) -> (
-    tuple[_Payload, _hostmem.DeviceCopy | None]
-):
-    """A copy in CPU memory: plain CPU tensors packed in one flat buffer, CUDA ones in one pinned buffer.
-
-    The CUDA copies are only started (see :class:`_hostmem.DeviceCopy`: ``early`` are the tensors a
-    forward or backward pass may change in place); the caller makes training wait for them.
-    """
-    tensors = _tensors_in(live, [])
-    packed = _hostmem.pack(tensors)
-    on_device = [t for t in tensors if t.device.type == "cuda"]
-    device_copy = None
-    if on_device:
-        first = {id(t) for t in early}
-        pool = pool or _hostmem.PinnedPool()
-        device_copy = _hostmem.DeviceCopy([t for t in on_device if id(t) in first], on_device, pool)
-        packed.update(device_copy.copies)
-    devices: set[torch.device] = set()
-
-    def host(t: torch.Tensor) -> torch.Tensor:
-        if id(t) in packed:
-            return packed[id(t)]
-        if t.device.type != "cuda":
-            return t.clone()
-        devices.add(t.device)
-        return torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
-
-    try:
-        saved = _map_tensors(live, host)
-    except BaseException:
-        if device_copy is not None:  # nothing will wait for these copies: let them land first
-            device_copy.settle()
-        raise
-    for device in devices:  # the odd tensors copied one by one have landed
-        torch.cuda.synchronize(device)
-    return saved, device_copy
-
-
-def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, _diskstore.DiskStore]:
+def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, DiskStore]:
     total = sum(t.numel() * t.element_size() for t in _tensors_in(live, []))
-    store = _diskstore.open_store(cache_dir, total)
+    store = open_store(cache_dir, total)
     try:
         saved = _map_tensors(live, store.add)  # in the order restore() reads them
         store.finish()
@@ -196,12 +135,12 @@ def _put(
         dst = local_tensor(live)
         if dst.device == device and dst.shape == saved.shape and dst.dtype == saved.dtype:
             with torch.no_grad():
-                if isinstance(saved, _diskstore.OnDisk):
+                if isinstance(saved, OnDisk):
                     saved.fill(dst)
                 else:
                     dst.copy_(saved, non_blocking=dst.device.type == "cuda")  # one sync at the end
             return live
-    fresh = saved.fresh(device) if isinstance(saved, _diskstore.OnDisk) else saved.to(device=device, copy=True)
+    fresh = saved.fresh(device) if isinstance(saved, OnDisk) else saved.to(device=device, copy=True)
     return _laid_out_like(fresh, like)
 
 
@@ -269,17 +208,13 @@ class Snapshot:
     sharded_state: frozenset[tuple[int, str]]  # the optimizer-state tensors that were DTensors
     scaler: tuple[Any, dict[str, Any]] | None  # the GradScaler and its state
     rng: _Rng
-    saved: _Payload | None  # ``None`` once discarded
-    store: _diskstore.DiskStore | None  # the files of a disk snapshot
-    copying: _DeviceCopyWait | None  # accelerator tensors still being copied to the host
+    saved: _Payload | None  # ``None`` once closed
+    store: DiskStore | None  # the file of a disk snapshot
 
     def restore(self) -> None:
         """Put everything back bit for bit. Safe to call any number of times."""
         if self.saved is None:
-            raise RuntimeError("the snapshot was discarded; run range_test() again")
-        if self.copying is not None:  # ordered before the copies back (the training may not have waited)
-            self.copying.landed()
-            self.copying = None
+            raise RuntimeError("the snapshot was closed; run range_test() again")
         try:
             self._restore_tensors(self.saved)
             self._restore_optimizer(self.saved.opt_state)
@@ -291,8 +226,8 @@ class Snapshot:
         if self.scaler is not None:
             self.scaler[0].load_state_dict(copy.deepcopy(self.scaler[1]))
         self.rng.restore()
-        for device in {t.device for t in self.tensors if t.device.type == "cuda"}:  # the copies back landed
-            torch.cuda.synchronize(device)
+        for device in {t.device for t in self.tensors if t.device.type == "cuda"}:
+            torch.cuda.synchronize(device)  # the non-blocking copies back have landed
 
     def _restore_tensors(self, saved: _Payload) -> None:
         for t, grad in zip(self.tensors, saved.grads, strict=True):
@@ -341,11 +276,8 @@ class Snapshot:
             elif hasattr(self.optimizer, name):
                 delattr(self.optimizer, name)
 
-    def discard(self) -> None:
-        """Free the copy: drop it from memory, delete the snapshot's files and its private folder."""
-        if self.copying is not None:  # its hooks go with it
-            self.copying.landed()
-            self.copying = None
+    def close(self) -> None:
+        """Free the copy: drop it from memory, delete the snapshot's file and its private folder."""
         self.saved = None
         if self.store is not None:
             self.store.delete()
@@ -361,16 +293,13 @@ def capture(
     generators: Iterable[torch.Generator] = (),
     memory_cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    pinned: _hostmem.PinnedPool | None = None,
+    pinned: PinnedBuffer | None = None,
 ) -> Snapshot:
     """Capture the state of ``model``, ``optimizer``, ``scaler`` and the RNGs (see the module docstring).
 
     ``cache_dir``, when given, must be a usable folder in both modes (the finder writes its outputs there
     after the sweep): a :class:`~lr_finder.errors.StorageError` is raised here, before any training, if not.
-    ``pinned``: a page-locked host buffer to reuse for CUDA tensors (a new one otherwise). Their copy runs
-    on a side stream; hooks make the first forward pass of any module wait for buffers, gradients and
-    frozen parameters, and the optimizer's first step for the rest, on the device; :meth:`Snapshot.restore`
-    and :meth:`Snapshot.discard` remove them.
+    ``pinned``: the page-locked host buffer to reuse for CUDA tensors (a new one otherwise).
     """
     roots = [model, *([criterion] if isinstance(criterion, torch.nn.Module) else [])]
     tensors = tracked_tensors(model, optimizer, roots[1:])
@@ -382,7 +311,6 @@ def capture(
         {pos: {k: local_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in st.items()}
          for pos, st in sorted(live_state.items())},
     )
-    # everything that may still fail comes before the copies start (nothing would wait for them)
     parts = dict(
         optimizer=optimizer,
         tensors=tensors,
@@ -399,14 +327,9 @@ def capture(
     with torch.no_grad():  # copies, not graph nodes (a sparse tensor is not detached)
         if memory_cache:
             if cache_dir is not None:
-                _diskstore.check_cache_dir(cache_dir)
-            # only the optimizer's step changes the trained weights; anything else may change in a forward
-            # or backward pass (buffers, frozen parameters updated in place, gradients): copied first
-            stepped = {id(p) for g in optimizer.param_groups for p in g["params"] if p.requires_grad}
-            early = [v for t, v in zip(tensors, live.values, strict=True) if id(t) not in stepped]
-            saved, device_copy = _to_memory(live, early + [g for g in live.grads if g is not None], pinned)
-            store = None
+                check_cache_dir(cache_dir)
+            copies = copy_to_host(_tensors_in(live, []), pinned or PinnedBuffer())
+            saved, store = _map_tensors(live, lambda t: copies[id(t)]), None
         else:
-            (saved, store), device_copy = _to_disk(live, cache_dir), None
-    copying = None if device_copy is None else _DeviceCopyWait.start(device_copy, optimizer)
-    return Snapshot(**parts, saved=saved, store=store, copying=copying)  # type: ignore[arg-type]
+            saved, store = _to_disk(live, cache_dir)
+    return Snapshot(**parts, saved=saved, store=store)  # type: ignore[arg-type]

@@ -1,13 +1,13 @@
-"""The disk snapshot: the tensors' raw bytes in one file in a private folder, no pickling on the way.
+"""The disk backend: the tensors' raw bytes in one file in a private folder, no pickling on the way.
 
-Profiled at 200M parameters, ``torch.save`` spent most of a capture in its zip writer (CRC-32 of every
-byte, ~1.4 GB/s); the bytes are now written as they are, and the shapes, dtypes and offsets stay in
-memory in the :class:`OnDisk` records. A CPU tensor is written straight from its own memory and read back
-straight into the live tensor (``os.write`` / ``os.preadv``), so a disk snapshot costs a copy into the
-page cache and one back, and adds no memory beyond the state. Anything else (CUDA, non-contiguous
-tensors) passes through one scratch buffer of at most :data:`CHUNK` bytes, in its own mapping and reused
-for every piece. Tensors whose bytes cannot be viewed (quantized, sparse) are few and small; they go to a
-side file with ``torch.save`` and come back with ``torch.load(weights_only=True)``.
+``torch.save`` spent most of a capture in its zip writer (CRC-32 of every byte, ~1.4 GB/s at 200M
+parameters); the bytes are written as they are, and the shapes, dtypes and offsets stay in memory in the
+:class:`OnDisk` records. A CPU tensor is written straight from its own memory and read back straight into
+the live tensor (``os.write`` / ``os.preadv``), so a disk snapshot costs a copy into the page cache and one
+back, and adds no memory beyond the state. Anything else (CUDA, non-contiguous tensors) passes through one
+scratch buffer of at most :data:`CHUNK` bytes, reused for every piece. Tensors whose bytes cannot be viewed
+(quantized, sparse) are few and small; they go to a side file with ``torch.save`` and come back with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._hostmem import mapped_bytes, raw_bytes
-from .errors import StorageError
+from ..errors import StorageError
+from ._memory import raw_bytes
 
 #: Largest piece written or read at once: bounds the scratch buffer for tensors not in CPU memory.
 CHUNK = 64 << 20
@@ -84,7 +84,7 @@ class DiskStore:
     def _scratch_for(self, nbytes: int) -> torch.Tensor:
         if self._scratch is None or self._scratch.numel() < nbytes:
             self._scratch = None  # the old one goes back before the larger one is mapped
-            self._scratch = mapped_bytes(max(nbytes, 1 << 20))
+            self._scratch = torch.empty(max(nbytes, 1 << 20), dtype=torch.uint8)
         return self._scratch[:nbytes]
 
     def read_into(self, dst: torch.Tensor, offset: int) -> None:
