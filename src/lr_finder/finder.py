@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +196,12 @@ class LRFinder:
         self._settings = settings
         record = Recorder(stop=stop)
         start = time.perf_counter()
+        shown = settings.show_progress and distributed.is_main()
         try:
-            self._sweep(steps, (train_loader, val_loader), settings, schedule or group_schedule(settings.lr, ratios),
-                        record)
+            with self._restored(steps, train_loader, val_loader, settings), \
+                    tqdm(total=settings.num_iter, desc="Finding LR", disable=not shown) as bar:
+                sweep(steps, settings, schedule or group_schedule(settings.lr, ratios), record,
+                      val_loader=val_loader, on_step=bar.update)
         finally:  # the curve so far is kept on every exit path
             recorded["elapsed_s"] = round(time.perf_counter() - start, 4)
             self.history = record.history(recorded)
@@ -219,12 +223,12 @@ class LRFinder:
                                 settings)
         return distributed.steps_for(trainer)
 
-    def _sweep(
-        self, steps: LocalSteps, loaders: tuple[Any, Any], settings: RangeTestSettings, schedule: GroupSchedule,
-        record: Recorder,
-    ) -> None:
-        """Snapshot, sweep into ``record``, and restore on every exit path (exceptions and Ctrl-C too)."""
-        train_loader, val_loader = loaders
+    @contextlib.contextmanager
+    def _restored(self, steps: LocalSteps, train_loader: Any, val_loader: Any, settings: RangeTestSettings) -> (
+        Iterator[None]
+    ):
+        """Snapshot, start the steps on ``train_loader``, and put the state and loaders back on every exit path
+        (exceptions and Ctrl-C too)."""
         reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
         try:
             self._snapshot = capture(
@@ -235,14 +239,11 @@ class LRFinder:
         except Exception:
             steps.abort()  # the other ranks of a lock-step test raise too instead of waiting for this one
             raise
-        bar = tqdm(total=settings.num_iter, desc="Finding LR",
-                   disable=not (settings.show_progress and distributed.is_main()))
         val_books = LoaderBookkeeping(val_loader)
         try:
             steps.start(train_loader, settings)
-            sweep(steps, settings, schedule, record, val_loader=val_loader, on_step=lambda: bar.update(1))
+            yield
         finally:
-            bar.close()
             steps.close()  # the loader's own bookkeeping (e.g. persistent workers) goes back too
             val_books.restore()
             self._end_snapshot()
@@ -290,7 +291,8 @@ class LRFinder:
         for value in lrs:
             record = Recorder()
             constant = group_schedule(functools.partial(_constant, value), ratios)
-            self._sweep(runner, (train_loader, None), settings, constant, record)
+            with self._restored(runner, train_loader, None, settings):
+                sweep(runner, settings, constant, record)
             trials.append(score(value, record.raw_loss, n, record.stop_reason))
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
         return choose(trials, suggested)
