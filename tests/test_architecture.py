@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # pure: numbers in, numbers out
     **dict.fromkeys(["schedule", "monitor", "smoothing", "suggestion", "history", "verify", "settings"], 1),
     # side effects: files, figures, the model, its state, the processes
-    **dict.fromkeys(["files", "plotting", "_hostmem", "_diskstore", "state", "loaders", "batches",
+    **dict.fromkeys(["files", "plotting", "report", "_hostmem", "_diskstore", "state", "loaders", "batches",
                      "validation", "training", "distributed", "apply"], 2),
     "finder": 3,
     # edges: someone else's objects or arguments turned into the core's

@@ -156,6 +156,19 @@ def test_context_manager_and_messages(caplog):
     assert f"Suggested Learning Rate: {lr:.2E}" in text
 
 
+def test_the_analysis_is_logged_once_per_curve(caplog):
+    task = digits_mlp()
+    f = LRFinder(task.model, task.optimizer, task.criterion)
+    for _ in range(2):  # each new curve is logged again
+        f.range_test(task.loader, start_lr=1e-5, end_lr=1, num_iter=30, **RT)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lr_finder"):
+            lr = f.get_suggested_lr()
+            assert f.plot(save_csv=False) == lr and f.get_suggested_lr("default") == lr
+            f.get_suggested_lr("steepest")
+        assert caplog.text.count("Suggested Learning Rate") == 2  # the default's pick once, steepest's once
+
+
 def test_logger_can_be_silenced(capsys):
     task = digits_mlp()
     logger = logging.getLogger("lr_finder")

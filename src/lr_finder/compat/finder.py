@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from .. import finder as core
+from .. import report
 from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
-from ..suggestion import Suggestion, analyze, available_methods
+from ..suggestion import Suggestion, analyze, analyze_history, available_methods
 from ..validation import check_objects, model_device
-from . import inputs, plotting
+from . import inputs
 from .rules import EmaDivergence, group_sweep, steepest_index
 
 logger = logging.getLogger("lr_finder")
@@ -192,7 +193,7 @@ class LRFinder:
         """
         lrs = [float(v) for v in self.history["lr"]]
         if self.result is not None and lrs == list(self.result.lr):
-            return self.result.analyze(method)
+            return analyze_history(self.result, method)
         if not lrs:
             raise RuntimeError("suggestion() needs a curve: call range_test(train_loader) first")
         return analyze(lrs, [float(v) for v in self.history["loss"]], method)
@@ -253,9 +254,7 @@ class LRFinder:
         end = max(len(lrs) - skip_end, 0)
         lrs, losses = lrs[skip_start:end], losses[skip_start:end]
         suggested, mark = self._mark(lrs, losses, suggest_lr)
-        ax, created = plotting.draw(lrs, losses, mark=mark, log_lr=log_lr, show_lr=show_lr, ax=ax)
-        if created:
-            plotting.show(ax)
+        ax = _draw(lrs, losses, mark, log_lr, show_lr, ax)
         return (ax, suggested) if suggest_lr else ax
 
     def _mark(
@@ -279,3 +278,30 @@ def _their_steepest(suggest_lr: Any) -> bool:
     """torch-lr-finder reads any true value of ``suggest_lr`` (``"steepest"`` included, as its docstring
     spells it) as its steepest-gradient point; only the name of another lr_finder method asks for ours."""
     return bool(suggest_lr) and (not isinstance(suggest_lr, str) or suggest_lr == "steepest")
+
+
+def _draw(
+    lrs: list[Any], losses: list[Any], mark: tuple[float, float, str] | None, log_lr: bool, show_lr: float | None,
+    ax: Any,
+) -> Any:
+    """torch-lr-finder's plot: exactly one line (the curve) and, with ``mark = (lr, loss, label)``, one
+    scatter point, so that code reading ``ax.lines`` / ``ax.collections`` keeps working. A figure made here
+    is shown where there is a display, else left open for ``savefig``."""
+    import matplotlib.pyplot as plt
+
+    shown = ax is None
+    if shown:
+        _, ax = plt.subplots()
+    ax.plot(lrs, losses)
+    if mark is not None:
+        ax.scatter(mark[0], mark[1], s=75, marker="o", color="red", zorder=3, label=mark[2])
+        ax.legend()
+    if log_lr:
+        ax.set_xscale("log")
+    ax.set_xlabel("Learning rate")
+    ax.set_ylabel("Loss")
+    if show_lr is not None:
+        ax.axvline(x=show_lr, color="red")
+    if shown:
+        report.show()
+    return ax
