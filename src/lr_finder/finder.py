@@ -17,13 +17,12 @@ from tqdm.auto import tqdm
 
 from . import distributed, files, plotting, report
 from ._logging import logger
-from .apply import check_lr
 from .batches import LossFn
 from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
 from .loaders import BatchStream, LoaderBookkeeping, loader_generators
 from .schedule import group_ratios, group_schedule
-from .settings import RangeTestSettings, check_flag
+from .settings import RangeTestSettings, check_flag, check_lr
 from .state import PinnedPool, Snapshot, capture
 from .suggestion import Suggestion, analyze_history
 from .training import Amp, GroupSchedule, Recorder, StopRule, Trainer, resolve_amp, sweep

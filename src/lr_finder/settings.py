@@ -2,7 +2,9 @@
 
 Every default lives here and only here: ``LRFinder.range_test``'s signature repeats them for readers
 of the API (a test pins the two together), and the ``lr-finder run`` options are derived from
-:data:`DEFAULTS`. Each check quotes the value and names the fix, before anything is trained.
+:data:`DEFAULTS`. Each check quotes the value and names the fix, before anything is trained. The checks of
+single values (a number, a flag, a learning rate) live here, for every caller; those of objects (the model,
+loaders, devices, folders) in :mod:`lr_finder.validation`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputTypeError(f"{name}={value!r} must be an int")
     return int(value)
+
+
+def check_lr(value: Any, name: str = "lr") -> float:
+    """A positive finite learning rate, as a float; the core, ``apply`` and compat check LRs here."""
+    number = _real(name, value)
+    if not (math.isfinite(number) and number > 0):
+        raise InputError(f"{name}={value!r} must be a positive finite learning rate, e.g. 1e-7")
+    return number
 
 
 def check_flag(name: str, value: Any) -> bool:
@@ -68,10 +78,7 @@ class RangeTestSettings:
     def __post_init__(self) -> None:
         fix = object.__setattr__  # normalise once (ints to float, numpy scalars to Python), then frozen
         for name in ("start_lr", "end_lr"):
-            v = _real(name, getattr(self, name))
-            if not (math.isfinite(v) and v > 0):
-                raise InputError(f"{name}={getattr(self, name)!r} must be a positive finite learning rate, e.g. 1e-7")
-            fix(self, name, v)
+            fix(self, name, check_lr(getattr(self, name), name))
         if not self.end_lr > self.start_lr:
             raise InputError(
                 f"end_lr={self.end_lr!r} must be greater than start_lr={self.start_lr!r}: "

@@ -17,7 +17,7 @@ from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
 from ..suggestion import Suggestion, analyze, analyze_history, available_methods
-from ..validation import check_objects, model_device
+from ..validation import check_cache_dir, check_objects, model_device, parse_device
 from . import inputs
 from .rules import EmaDivergence, group_sweep, steepest_index
 
@@ -92,16 +92,13 @@ class LRFinder:
         self.optimizer = optimizer
         self.criterion = criterion
         self.model_device = model_device(model)
-        try:
-            target = self.model_device if device is None else torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InputError(f"{device=} is not a device: pass 'cpu', 'cuda', 'cuda:1', ... or None") from exc
+        target = self.model_device if device is None else parse_device(device)
         if target.type == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{device=} but CUDA is not available here: pass device=None to train where the model is")
         self.device = device if device is not None else self.model_device
         self._target = target
         self.memory_cache = check_flag("memory_cache", memory_cache)
-        inputs.check_cache_dir(cache_dir)
+        check_cache_dir(cache_dir, exists=True)
         self.cache_dir = cache_dir
         self._amp = inputs.amp_options(amp_backend, amp_config, grad_scaler, target)
         self.amp_backend = amp_backend
