@@ -1,5 +1,6 @@
 """LRFinder end to end on real small tasks: sweep, stops, restore on every exit path, bad input."""
 
+import inspect
 import logging
 import math
 import os
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
 from lr_finder.errors import StorageError
+from lr_finder.settings import DEFAULTS
 
 from tasks import assert_same_state, diabetes_regression, digits_mlp, state_of
 
@@ -194,6 +196,14 @@ def test_results_before_range_test_explain_themselves():
     for call in (f.get_suggested_lr, f.plot, f.suggestion):
         with pytest.raises(RuntimeError, match="call range_test"):
             call()
+
+
+def test_range_test_defaults_are_the_settings_defaults():
+    """range_test spells its defaults out for readers of the API; they must stay those of RangeTestSettings."""
+    params = inspect.signature(LRFinder.range_test).parameters
+    shared = {name for name in DEFAULTS if name in params}
+    assert shared == set(DEFAULTS)
+    assert {name: params[name].default for name in shared} == DEFAULTS
 
 
 # -- every bad input: a clear error before training, the model untouched --------------------------------

@@ -4,7 +4,7 @@ Every default lives here and only here: ``LRFinder.range_test``'s signature repe
 of the API (a test pins the two together), and the ``lr-finder run`` options are derived from
 :data:`DEFAULTS`. Each check quotes the value and names the fix, before anything is trained. The checks of
 single values (a number, a flag, a learning rate) live here, for every caller; those of objects (the model,
-loaders, devices, folders) in :mod:`lr_finder.validation`.
+loaders, devices, folders) in :mod:`lr_finder.validation`. No numpy, no torch: this is the pure layer.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
-
-import numpy as np
 
 from .errors import InputError, InputTypeError
 from .schedule import STEP_MODES, lr_at
@@ -42,17 +40,15 @@ def check_lr(value: Any, name: str = "lr") -> float:
 
 def check_flag(name: str, value: Any) -> bool:
     """A True/False argument (numpy booleans and 0/1 too); a string such as ``"no"`` is refused, not read as True."""
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and int(value) in (0, 1)):
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool")  # numpy 1, 2
+    if isinstance(value, bool) or numpy_bool or (isinstance(value, numbers.Integral) and int(value) in (0, 1)):
         return bool(value)
     raise InputTypeError(f"{name}={value!r} must be True or False")
 
 
 def _amp_dtype(value: Any) -> Any:
-    if value is None:
-        return None
-    import torch
-
-    if value in (torch.float16, torch.bfloat16):
+    # named, not compared, so that this module imports no torch; the dataclass keeps the dtype itself
+    if value is None or (not isinstance(value, str) and str(value) in ("torch.float16", "torch.bfloat16")):
         return value
     hint = " (a string: pass torch.bfloat16 itself)" if isinstance(value, str) else ""
     raise InputTypeError(f"amp_dtype={value!r} must be torch.float16, torch.bfloat16 or None{hint}")
