@@ -16,7 +16,7 @@ from .. import report
 from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
-from ..suggestion import Suggestion, analyze, analyze_history, available_methods
+from ..suggestion import analyze, analyze_history, available_methods
 from ..validation import check_cache_dir, check_objects, model_device, parse_device
 from . import inputs
 from .rules import EmaDivergence, group_sweep, steepest_index
@@ -182,22 +182,20 @@ class LRFinder:
         logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
     # -- analysis ---------------------------------------------------------------------------------
-    def suggestion(self, method: str = "default") -> Suggestion:
-        """lr_finder's analysis of the last curve (``method``: one of :func:`lr_finder.available_methods`).
+    def get_suggested_lr(self, method: str = "default") -> float | None:
+        """lr_finder's suggested LR for the last curve (``method``: one of :func:`lr_finder.available_methods`),
+        or ``None`` (the reason is logged).
 
         It reads the raw losses of the last :meth:`range_test`; a ``history`` whose LRs were changed since
         (or filled by hand) is analysed as it is.
         """
         lrs = [float(v) for v in self.history["lr"]]
-        if self.result is not None and lrs == list(self.result.lr):
-            return analyze_history(self.result, method)
         if not lrs:
-            raise RuntimeError("suggestion() needs a curve: call range_test(train_loader) first")
-        return analyze(lrs, [float(v) for v in self.history["loss"]], method)
-
-    def get_suggested_lr(self, method: str = "default") -> float | None:
-        """lr_finder's suggested LR for the last curve, or ``None`` (the reason is logged)."""
-        result = self.suggestion(method)
+            raise RuntimeError("get_suggested_lr() needs a curve: call range_test(train_loader) first")
+        if self.result is not None and lrs == list(self.result.lr):
+            result = analyze_history(self.result, method)
+        else:
+            result = analyze(lrs, [float(v) for v in self.history["loss"]], method)
         if result.lr is None:
             logger.warning("No learning rate suggested: %s", result.reason)
         return result.lr
@@ -220,8 +218,8 @@ class LRFinder:
             ax: matplotlib axes to draw on; ``None`` makes a figure (shown where there is a display).
             suggest_lr: ``True`` (or ``"steepest"``, as torch-lr-finder spells it): mark torch-lr-finder's
                 suggestion, the steepest gradient of the plotted smoothed loss; another method name such as
-                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`suggestion`; lr_finder's
-                own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
+                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`get_suggested_lr`;
+                lr_finder's own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
 
         Returns:
             The axes, or ``(axes, suggested_lr)`` when ``suggest_lr`` is set (the LR is ``None`` when a
