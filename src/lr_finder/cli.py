@@ -180,7 +180,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--out", "out_dir", default="lr_finder_demo", show_default=True, help="Folder for the outputs.")
 @click.option(
-    "--num-iter", default=100, show_default=True, type=click.IntRange(min=2), help="Steps of the sweep."
+    "--num-iter", default=DEFAULTS["num_iter"], show_default=True, type=click.IntRange(min=2),
+    help="Steps of the sweep.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def demo(out_dir: str, num_iter: int, no_progress: bool) -> None:
