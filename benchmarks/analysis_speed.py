@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from lr_finder import History, analyze, files, plotting  # noqa: E402
 from lr_finder.smoothing import HAVE_SCIPY  # noqa: E402
-from lr_finder.suggestion import METHODS  # noqa: E402
+from lr_finder.suggestion import METHODS, analyze_history  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 0) -> History:
@@ -58,7 +58,7 @@ def measure(n: int, repeat: int, plot: bool) -> dict[str, float]:
         row["CSV write + read"] = best_time(lambda: files.read_csv(files.write_csv(h, path)), 1)
         if plot:
             png = Path(tmp) / "plot.png"
-            row["plot (PNG)"] = best_time(lambda: plotting.save_figure(plotting.draw(h, h.analyze()), png), 1)
+            row["plot (PNG)"] = best_time(lambda: plotting.save_figure(plotting.draw(h, analyze_history(h)), png), 1)
     return row
 
 

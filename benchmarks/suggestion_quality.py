@@ -371,7 +371,7 @@ def sweep_picks(
 ) -> dict[str, float | None]:
     """Every method's pick from the sweeps of one (task, seed, num_iter); sweeps are run once, then cached."""
     h = as_history(sweeps.get(task, f"ours|{seed}|{n}", lambda: as_entry(our_sweep(task, seed, n))), n)
-    row: dict[str, float | None] = {f"lr_finder {m}": h.analyze(m).lr for m in METHODS}
+    row: dict[str, float | None] = {f"lr_finder {m}": suggestion.analyze_history(h, m).lr for m in METHODS}
     f = as_history(sweeps.get(task, f"fastai|{seed}|{n}", lambda: as_entry(fastai_sweep(task, seed, n))), n)
     x, y = cand.fastai_trim(f.lr, f.loss, n)
     row.update({name: cand.FASTAI[name](x, y) for name in FASTAI_USED})

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import lr_finder
 from lr_finder import LRFinder, apply_suggested_lr, group_lrs
 
 from tasks import digits_tensors
@@ -24,10 +23,6 @@ def model_and_groups(lrs: list[float | torch.Tensor]) -> tuple[torch.nn.Module, 
 
 def lrs_of(opt: torch.optim.Optimizer) -> list[float]:
     return [float(g["lr"]) for g in opt.param_groups]
-
-
-def test_exported():
-    assert {"apply_suggested_lr", "group_lrs"} <= set(lr_finder.__all__)
 
 
 @pytest.mark.parametrize(

@@ -20,14 +20,14 @@ LAYERS: dict[str, int] = {
     # pure: numbers in, numbers out
     **dict.fromkeys(["schedule", "monitor", "smoothing", "suggestion", "history", "verify", "settings"], 1),
     # side effects: files, figures, the model, its state, the processes
-    **dict.fromkeys(["files", "plotting", "snapshot", "sharding", "loaders", "batches",
+    **dict.fromkeys(["files", "plotting", "report", "snapshot", "sharding", "loaders", "batches",
                      "validation", "training", "distributed", "apply"], 2),
     "finder": 3,
     # edges: someone else's objects or arguments turned into the core's
     **dict.fromkeys(["demo", "spec", "cli", "compat", "integrations"], 4),
     "__init__": 5,
 }
-PURE_WITHOUT_TORCH = ["schedule", "monitor", "smoothing", "suggestion", "history", "verify", "errors"]
+PURE_WITHOUT_TORCH = ["schedule", "monitor", "smoothing", "suggestion", "history", "verify", "settings", "errors"]
 
 
 def _modules() -> dict[str, Path]:
@@ -89,16 +89,25 @@ def test_imports_run_down_the_layers(key: str) -> None:
     assert not upward, f"{key} (layer {own}) imports {upward} from a higher layer"
 
 
-@pytest.mark.parametrize("name", PURE_WITHOUT_TORCH)
-def test_pure_layer_does_not_import_torch(name: str) -> None:
+def _lines_importing(name: str, package: str) -> list[int]:
     tree = ast.parse(MODULES[name].read_text())
-    torch_imports = [
+    return [
         node.lineno
         for node in ast.walk(tree)
-        if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch" for a in node.names))
-        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch" and not node.level)
+        if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == package for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == package and not node.level)
     ]
+
+
+@pytest.mark.parametrize("name", PURE_WITHOUT_TORCH)
+def test_pure_layer_does_not_import_torch(name: str) -> None:
+    torch_imports = _lines_importing(name, "torch")
     assert not torch_imports, f"{name} imports torch at lines {torch_imports}"
+
+
+def test_settings_import_no_numpy() -> None:
+    """The settings' checks need only the standard library (a numpy boolean is recognised by its type's name)."""
+    assert not _lines_importing("settings", "numpy")
 
 
 def test_the_check_sees_upward_imports() -> None:

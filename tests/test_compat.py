@@ -22,7 +22,7 @@ from lr_finder import LRFinder as NativeLRFinder
 from lr_finder import analyze
 from lr_finder.compat import DataLoaderIter, LRFinder, TrainDataLoaderIter, ValDataLoaderIter
 from lr_finder.compat.rules import EmaDivergence
-from lr_finder.errors import InputError
+from lr_finder.errors import InputError, InputTypeError
 from lr_finder.settings import RangeTestSettings
 
 from tasks import assert_same_state, digits_mlp, digits_tensors, state_of
@@ -315,6 +315,10 @@ def test_unavailable_device_and_missing_cache_dir_are_refused(tmp_path):
             LRFinder(task.model, task.optimizer, task.criterion, device="cuda")
     with pytest.raises(InputError, match="not a folder"):
         LRFinder(task.model, task.optimizer, task.criterion, cache_dir=tmp_path / "missing")
+    with pytest.raises(InputError, match="device='gpu0' is not a device"):  # the core's checks, shared
+        LRFinder(task.model, task.optimizer, task.criterion, device="gpu0")
+    with pytest.raises(InputTypeError, match="cache_dir=3 must be a folder path or None"):
+        LRFinder(task.model, task.optimizer, task.criterion, cache_dir=3)
 
 
 # -- range_test's checks -----------------------------------------------------------------------------------

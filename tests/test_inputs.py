@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
 from lr_finder.errors import InputError, InputTypeError, RangeTestError
+from lr_finder.settings import RangeTestSettings
 
 from tasks import assert_same_state, digits_mlp, state_of
 
@@ -36,6 +38,17 @@ def test_flags_of_the_wrong_type_are_refused_before_training(kwargs, match):
         f.range_test(task.loader, **{"num_iter": 5, **RT, **kwargs})
     assert f.history.num_steps == 0
     assert_same_state(before, state_of(task.model, task.optimizer))
+
+
+def test_numpy_flags_and_torch_dtypes_are_read_by_the_settings():
+    """settings imports neither numpy nor torch, yet takes their booleans and AMP dtypes (and refuses others)."""
+    s = RangeTestSettings(use_amp=np.bool_(False), show_progress=np.True_, amp_dtype=torch.bfloat16)
+    assert s.use_amp is False and s.show_progress is True and s.amp_dtype is torch.bfloat16
+    assert RangeTestSettings(amp_dtype=torch.float16).to_dict()["amp_dtype"] == "float16"
+    with pytest.raises(InputTypeError, match="amp_dtype=torch.float32 must be torch.float16, torch.bfloat16"):
+        RangeTestSettings(amp_dtype=torch.float32)
+    with pytest.raises(InputTypeError, match="use_amp=.*1.0.* must be True or False"):
+        RangeTestSettings(use_amp=np.float64(1.0))
 
 
 def test_memory_cache_must_be_a_flag():

@@ -11,8 +11,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 
-from lr_finder import History, LRFinder, analyze, files, plotting
-from lr_finder.suggestion import prepare
+from lr_finder import History, LRFinder, analyze, files, plotting, report
+from lr_finder.suggestion import analyze_history, prepare
 
 from tasks import digits_mlp
 
@@ -27,7 +27,7 @@ def curve(n=80, drop_at=-3.0, blow_at=-0.5, noise=0.03, start=-6.0, end=1.0, exp
 
 
 def drawn(history, method="default", render=False, **kw):
-    s = history.analyze(method)
+    s = analyze_history(history, method)
     ax = plotting.draw(history, s, **kw)
     if render:
         FigureCanvasAgg(ax.figure).draw()  # lays the figure out, as saving it does
@@ -189,7 +189,7 @@ def test_save_removes_a_stale_best_lr_when_there_is_no_suggestion(finder, tmp_pa
 
 def test_summarize_works_on_a_history_read_from_a_csv(finder, tmp_path):
     files.write_csv(finder.history, tmp_path / "log.csv")
-    data = files.summarize(files.read_csv(tmp_path / "log.csv"), "valley")
+    data = report.summarize(files.read_csv(tmp_path / "log.csv"), "valley")
     assert data["suggestion"] == finder.suggestion("valley").to_dict()
     assert data["settings"] == {} and data["timing"]["elapsed_s"] is None
 
@@ -282,7 +282,7 @@ def test_slope_panel_on_a_callers_axes_keeps_the_x_label_inside(layout):
     fig = Figure(figsize=(6.4, 4.8), layout=layout)
     ax = fig.add_subplot()
     h = curve()
-    plotting.draw(h, h.analyze(), ax, show_slope=True, notes=False)
+    plotting.draw(h, analyze_history(h), ax, show_slope=True, notes=False)
     FigureCanvasAgg(fig).draw()
     slope_ax = fig.axes[1]
     label = slope_ax.xaxis.label.get_window_extent(fig.canvas.get_renderer())
@@ -297,7 +297,7 @@ def test_compare_slope_limits_hold_the_slopes_it_draws():
     for k, drop_at in enumerate((-3.0, -2.0)):
         h = curve(drop_at=drop_at, seed=k)
         hs.append(History(h.lr, tuple(2.0 for _ in h.lr), h.raw_loss))
-    ss = [h.analyze() for h in hs]
+    ss = [analyze_history(h) for h in hs]
     ax = plotting.draw_compare(hs, ss, ["a", "b"], show_slope=True)
     slope_ax = ax.figure.axes[1]
     lo, hi = slope_ax.get_ylim()

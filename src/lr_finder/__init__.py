@@ -2,7 +2,7 @@
 
 >>> from lr_finder import LRFinder
 
-The analysis (``analyze``, ``suggest_lr``, ``read_csv``) does not import torch; ``LRFinder`` and the
+The analysis (``analyze``, ``read_csv``) does not import torch; ``LRFinder`` and the
 helpers that touch an optimizer load it on first use, so ``lr-finder analyze`` starts quickly.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._logging import LOGGER_NAME
 from .files import read_csv
 from .history import History
-from .suggestion import Suggestion, analyze, available_methods, suggest_lr
+from .suggestion import Suggestion, analyze, available_methods
 
 if TYPE_CHECKING:
     from .apply import apply_suggested_lr, group_lrs
@@ -51,5 +51,4 @@ __all__ = [
     "group_lrs",
     "lr_schedule",
     "read_csv",
-    "suggest_lr",
 ]

@@ -8,31 +8,14 @@ values such as ``OneCycleLR(max_lr=[...])``.
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
-from typing import Any
 
 import torch
 
-from .errors import InputError, InputTypeError
+from .errors import InputError
 from .schedule import group_ratios
+from .settings import check_lr
 from .training import set_lr
-
-
-def check_lr(lr: Any) -> float:
-    """A positive finite learning rate (a float), or an error naming the fix."""
-    if lr is None:
-        raise InputError(
-            "lr=None: the range test suggested no learning rate (see finder.suggestion().reason); "
-            "pick one from the plot, or rerun the test with a wider range or more steps"
-        )
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise InputTypeError(f"lr={lr!r} must be a number, such as finder.get_suggested_lr()")
-    value = float(lr)
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"lr={lr!r} must be a positive finite learning rate")
-    return value
 
 
 def group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
@@ -49,9 +32,13 @@ def group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
     [0.05, 0.5]
     >>> sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=group_lrs(opt, 0.05), total_steps=100)
     """
+    if lr is None:
+        raise InputError(
+            "lr=None: the range test suggested no learning rate (see finder.suggestion().reason); "
+            "pick one from the plot, or rerun the test with a wider range or more steps"
+        )
     value = check_lr(lr)
-    ratios = group_ratios([float(g["lr"]) for g in optimizer.param_groups])
-    return [value * ratio for ratio in ratios]
+    return [value * ratio for ratio in group_ratios([float(g["lr"]) for g in optimizer.param_groups])]
 
 
 def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
@@ -69,8 +56,7 @@ def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[floa
     >>> opt.param_groups[0]["lr"]
     0.03
     """
-    value = check_lr(lr)
-    ratios = group_ratios([float(g["lr"]) for g in optimizer.param_groups])
+    lrs = group_lrs(optimizer, lr)
     if any("initial_lr" in g for g in optimizer.param_groups):
         warnings.warn(
             "the optimizer already has an LR scheduler (its param groups have 'initial_lr'): the scheduler "
@@ -78,6 +64,5 @@ def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[floa
             "or pass group_lrs(optimizer, lr) to it (e.g. OneCycleLR(optimizer, max_lr=group_lrs(...)))",
             stacklevel=2,
         )
-    lrs = [value * ratio for ratio in ratios]
     set_lr(optimizer, lrs)  # the sweep's own setter: tensor LRs filled in place
     return lrs

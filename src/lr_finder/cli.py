@@ -27,8 +27,6 @@ import click
 from . import errors, files
 from ._version import __version__
 from .files import (
-    ANALYSIS_BEST_LR_NAME,
-    ANALYSIS_JSON_NAME,
     ANALYSIS_PLOT_NAME,
     BEST_LR_NAME,
     COMPARE_NAME,
@@ -39,7 +37,7 @@ from .files import (
 from .schedule import STEP_MODES
 from .settings import DEFAULTS, RangeTestSettings
 from .spec import UserCodeError
-from .suggestion import available_methods
+from .suggestion import analyze_history, available_methods
 
 METHODS = tuple(available_methods())  # "default" and every method of lr_finder.suggestion
 
@@ -182,7 +180,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--out", "out_dir", default="lr_finder_demo", show_default=True, help="Folder for the outputs.")
 @click.option(
-    "--num-iter", default=100, show_default=True, type=click.IntRange(min=2), help="Steps of the sweep."
+    "--num-iter", default=DEFAULTS["num_iter"], show_default=True, type=click.IntRange(min=2),
+    help="Steps of the sweep.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def demo(out_dir: str, num_iter: int, no_progress: bool) -> None:
@@ -345,7 +344,7 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
     lr_finder_analysis.json into OUT: names of its own, so a run's files (its plot, best_lr.txt,
     summary and CSV) are never rewritten.
     """
-    from . import plotting
+    from . import report
 
     history = files.read_csv(csv_path)
     run_summary = _run_summary_beside(Path(csv_path), history.num_steps)
@@ -353,19 +352,14 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
         history = dataclasses.replace(
             history, settings=run_summary["settings"], stop_reason=run_summary.get("stop_reason")
         )
-    summary = files.summarize(history, method)
+    summary = report.summarize(history, method)
     summary["source_csv"] = str(Path(csv_path))
     summary["source_summary"] = None if run_summary is None else str(Path(csv_path).parent / SUMMARY_NAME)
-    result = history.analyze(method)
+    result = analyze_history(history, method)
     with _output_folder(out_dir if out_dir is not None else Path(csv_path).parent) as out:
-        written = [plotting.save_figure(plotting.draw(history, result, show_slope=slope), out / ANALYSIS_PLOT_NAME)]
-        best = out / ANALYSIS_BEST_LR_NAME
-        if result.lr is not None:
-            written.append(files.write_best_lr(result.lr, best))
-        elif best.is_file():
-            best.unlink()  # an earlier analysis's value must not outlive one that suggests none
-        written.append(files.write_json(summary, out / ANALYSIS_JSON_NAME))
-    _emit(summary, written, as_json)
+        image = report.draw(history, result, out / ANALYSIS_PLOT_NAME, show_slope=slope)
+        saved = report.save(out, history, result, summary, analysis=True)
+    _emit(summary, [p for p in (image, *saved.values()) if p is not None], as_json)
     _fail_without_suggestion(summary)
 
 
@@ -457,7 +451,7 @@ def compare(
     out = _compare_target(out_path, csv_paths)
     names = _labels(csv_paths, labels)
     histories = [files.read_csv(p) for p in csv_paths]
-    results = [h.analyze(method) for h in histories]
+    results = [analyze_history(h, method) for h in histories]
     ax = plotting.draw_compare(histories, results, names, show_slope=slope, raw=raw, title=title or None)
     written = plotting.save_figure(ax, out)
     width = max(len(n) for n in names)

@@ -1,4 +1,4 @@
-"""Files: the CSV log, ``best_lr.txt``, JSON summaries and images, written atomically; the CSV reader.
+"""Files: the CSV log, ``best_lr.txt``, JSON and images, written atomically; the CSV reader.
 
 A crash never leaves a truncated file where a good one was: every file is written to a temporary file in
 the same folder and renamed over the target. The file gets the permissions a plain ``open(path, "w")``
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime
-import importlib.metadata
 import io as _io
 import json
 import math
 import os
-import platform
 import secrets
 import stat
-import sys
 import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -323,66 +319,6 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
-
-
-def _version(name: str) -> str | None:
-    module = sys.modules.get(name)
-    if module is not None and isinstance(getattr(module, "__version__", None), str):
-        return str(module.__version__)
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def summarize(history: History, method: str = "default") -> dict[str, Any]:
-    """Everything about a curve as plain JSON-able data (what ``lr_finder_summary.json`` holds).
-
-    Versions (lr_finder, torch, numpy, scipy, Python), the platform, the device, the range test's settings,
-    the stop reason, the timing, how the curve was analysed, the suggestion of ``method`` with its optimal
-    range and diagnostics, and every method's suggestion. Works on a history read back from a CSV (no
-    settings, no timing: those entries are ``None``).
-    """
-    from ._version import __version__
-    from .smoothing import HAVE_SCIPY
-    from .suggestion import DEFAULT_METHOD, available_methods
-
-    settings = dict(history.settings)
-    elapsed = settings.get("elapsed_s")
-    steps = history.num_steps
-    chosen = history.analyze(method)
-    finite = [v for v in history.loss if math.isfinite(v)]
-    return {
-        "lr_finder_version": __version__,
-        "torch_version": _version("torch"),
-        "numpy_version": _version("numpy"),
-        "scipy_version": _version("scipy") if HAVE_SCIPY else None,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": settings.get("device"),
-        "settings": settings,
-        "steps_recorded": steps,
-        "stop_reason": history.stop_reason,
-        "stopped_early": history.stop_reason is not None,
-        "timing": {
-            "elapsed_s": elapsed,
-            "s_per_step": round(elapsed / steps, 6) if isinstance(elapsed, (int, float)) and steps else None,
-        },
-        "analysis": {
-            "smoothing": "savitzky-golay" if HAVE_SCIPY else "moving-average",
-            "slope": (
-                "d ln(loss) / d log10(lr)"
-                if finite and all(v > 0 for v in finite)
-                else "d loss / d log10(lr)"
-            ),
-            "default_method": DEFAULT_METHOD,
-        },
-        "suggestion": chosen.to_dict(),
-        "optimal_range": {"low": chosen.low, "high": chosen.high},
-        "diagnostics": list(chosen.diagnostics),
-        "methods": {m: history.analyze(m).to_dict() for m in available_methods()},
-    }
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -15,21 +15,21 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, files, plotting
+from . import distributed, files, plotting, report
 from ._logging import logger
-from .apply import check_lr
 from .batches import LossFn
 from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
 from .loaders import LoaderBookkeeping, loader_generators
 from .monitor import Recorder, StopRule
 from .schedule import group_ratios, group_schedule
-from .settings import RangeTestSettings, check_flag
+from .settings import RangeTestSettings, check_flag, check_lr
 from .sharding import reset_sharded
 from .snapshot import PinnedBuffer, Snapshot, capture
-from .suggestion import Suggestion
+from .suggestion import Suggestion, analyze_history
 from .training import GroupSchedule, LocalSteps, Trainer, sweep
 from .validation import (
+    check_cache_dir,
     check_loader,
     check_not_a_loader,
     check_objects,
@@ -79,8 +79,7 @@ class LRFinder:
         check_objects(model, optimizer, criterion, scaler)
         if loss_fn is not None and not callable(loss_fn):
             raise InputTypeError(f"loss_fn must be callable as loss_fn(model, batch) -> loss, got {loss_fn!r}")
-        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-            raise InputTypeError(f"{cache_dir=} must be a folder path or None")
+        check_cache_dir(cache_dir)
         self.model = model
         self.optimizer = optimizer
         self.criterion = criterion
@@ -149,18 +148,9 @@ class LRFinder:
         for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
             check_not_a_loader(name, value)
         settings = RangeTestSettings(
-            start_lr=start_lr,
-            end_lr=end_lr,
-            num_iter=num_iter,
-            step_mode=step_mode,
-            smooth_f=smooth_f,
-            diverge_th=diverge_th,
-            use_amp=use_amp,
-            adaptive_stop=adaptive_stop,
-            accumulation_steps=accumulation_steps,
-            non_blocking_transfer=non_blocking_transfer,
-            amp_dtype=amp_dtype,
-            show_progress=show_progress,
+            start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f,
+            diverge_th=diverge_th, use_amp=use_amp, adaptive_stop=adaptive_stop, accumulation_steps=accumulation_steps,
+            non_blocking_transfer=non_blocking_transfer, amp_dtype=amp_dtype, show_progress=show_progress,
         )
         return self.run(train_loader, settings, val_loader=val_loader)
 
@@ -297,7 +287,7 @@ class LRFinder:
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
         return choose(trials, suggested)
 
-    # -- analysis -----------------------------------------------------------------------------------
+    # -- analysis and reports (lr_finder.report) -----------------------------------------------------
     def _require_history(self, what: str) -> None:
         if not self.history.lr:
             raise RuntimeError(
@@ -308,7 +298,7 @@ class LRFinder:
     def suggestion(self, method: str = "default") -> Suggestion:
         """The full analysis of the last curve: LR, optimal range, confidence and diagnostics."""
         self._require_history("suggestion()")
-        return self.history.analyze(method)
+        return analyze_history(self.history, method)
 
     def get_suggested_lr(self, method: str = "default") -> float | None:
         """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.
@@ -317,33 +307,19 @@ class LRFinder:
         ``benchmarks/suggestion_quality.py`` (``"steepest"`` is the steepest descent of log(smoothed loss)
         against log(LR)).
         """
-        self._require_history("get_suggested_lr()")
         result = self.suggestion(method)
-        self._log_suggestion(result)
+        report.log_suggestion(self.history, result)
         return result.lr
 
-    @staticmethod
-    def _log_suggestion(result: Suggestion) -> None:
-        if result.lr is None:
-            logger.warning("No learning rate suggested: %s", result.reason)
-            return
-        logger.info("Suggested Learning Rate: %.2E", result.lr)
-        for note in result.diagnostics:
-            logger.warning("LR finder diagnostic: %s", note)
-
-    # -- reports ------------------------------------------------------------------------------------
     def summary(self, method: str = "default") -> dict[str, Any]:
-        """Everything about the last run as plain data (see :func:`lr_finder.files.summarize`).
+        """Everything about the last run as plain data (see :func:`lr_finder.report.summarize`).
 
         Settings, versions, device, stop reason, timing, every method's pick, the optimal range and the
         diagnostics; ``device_name`` is the GPU's name on CUDA.
         """
         self._require_history("summary()")
-        data = files.summarize(self.history, method)
-        data["device_name"] = (
-            torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
-        )
-        return data
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        return {**report.summarize(self.history, method), "device_name": name}
 
     def plot(
         self,
@@ -363,6 +339,7 @@ class LRFinder:
             save_path: the image file to write (folders are created; ``.png``, ``.svg``, ``.pdf``, ...),
                 or a folder (existing, or ending in ``/``) to write ``lr_finder_plot.png`` in; not saved
                 when ``None``. A name without an image extension raises ``InputError`` before drawing.
+                With neither ``save_path`` nor ``ax`` the plot is shown where there is a display.
             suggest: mark the suggestion and the zones on the plot.
             save_csv: write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into
                 ``cache_dir`` when given, else beside the plot, else the working directory.
@@ -380,43 +357,14 @@ class LRFinder:
         self._require_history("plot()")
         target = None if save_path is None else files.image_target(save_path, plotting.image_formats())
         result = self.suggestion(method)
-        self._log_suggestion(result)
-        main = distributed.is_main()
-        if main:
-            self._draw(result if suggest else None, target, annotate, ax, show_slope)
+        report.log_suggestion(self.history, result)
+        if distributed.is_main():  # only rank 0 draws and writes
+            report.draw(self.history, result if suggest else None, target, ax, annotate=annotate, show_slope=show_slope)
             if save_csv:
-                self.save(self._output_dir(target), result)
+                self.save(self.cache_dir or (target.parent if target is not None else Path.cwd()), result)
         if auto_reset:
             self.reset()
         return result.lr
-
-    def _draw(
-        self, result: Suggestion | None, save_path: Any, annotate: bool, ax: Any, show_slope: bool = False
-    ) -> None:
-        if ax is not None or save_path is not None:
-            ax = plotting.draw(self.history, result, ax, annotate=annotate, show_slope=show_slope)
-            if save_path is not None:
-                written = plotting.save_figure(ax, save_path)
-                logger.info("LR Finder plot saved to %s", written)
-            return
-        import matplotlib
-        import matplotlib.pyplot as plt
-
-        fig, ax, slope_ax = plotting.new_figure(show_slope, pyplot=True)
-        plotting.draw(self.history, result, ax, annotate=annotate, show_slope=show_slope, slope_ax=slope_ax)
-        if "agg" in matplotlib.get_backend().lower() and "inline" not in matplotlib.get_backend().lower():
-            plt.close(fig)
-            logger.info("No display to show the plot on: pass save_path='lr_finder_plot.png' to save it")
-        else:  # pragma: no cover - needs a display
-            plt.show()
-
-    def _output_dir(self, image: Path | None) -> Path:
-        """Where :meth:`plot` writes the CSV, ``best_lr.txt`` and the summary (``image`` is resolved)."""
-        if self.cache_dir is not None:
-            return self.cache_dir
-        if image is not None:
-            return image.parent
-        return Path.cwd()
 
     def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
         """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary.
@@ -428,19 +376,7 @@ class LRFinder:
             logger.debug("save(): rank %d writes no files (rank 0 does)", distributed.rank())
             return {}
         result = result or self.suggestion()
-        out = Path(out_dir)
-        written = {"csv": files.write_csv(self.history, out / files.CSV_NAME)}
-        logger.info("Saved lr history to %s", written["csv"])
-        if result.lr is not None:
-            written["best_lr"] = files.write_best_lr(result.lr, out / files.BEST_LR_NAME)
-        else:
-            stale = out / files.BEST_LR_NAME
-            if stale.is_file():  # never leave an earlier run's value where a pipeline would read it
-                stale.unlink()
-                logger.warning("Removed %s from an earlier run: this run suggests no LR", stale)
-            logger.warning("best_lr.txt not written: %s", result.reason)
-        written["summary"] = files.write_json(self.summary(result.method), out / files.SUMMARY_NAME)
-        return written
+        return report.save(out_dir, self.history, result, self.summary(result.method))
 
     # -- restore ------------------------------------------------------------------------------------
     def reset(self) -> None:

@@ -73,25 +73,3 @@ class History(dict):  # type: ignore[type-arg]
     @property
     def num_steps(self) -> int:
         return len(self.lr)
-
-    @property
-    def stopped_early(self) -> bool:
-        return self.stop_reason is not None
-
-    def analyze(self, method: str = "default") -> Any:
-        """The :class:`lr_finder.Suggestion` for this curve, from the raw per-step losses (not the EMA).
-
-        A sweep that stopped early passes its last LR as ``diverged_at`` (see :func:`lr_finder.analyze`).
-        """
-        from .suggestion import analyze
-
-        diverged_at = self.lr[-1] if self.stop_reason and self.lr else None
-        return analyze(self.lr, self.raw_loss, method, diverged_at=diverged_at)
-
-    def to_dataframe(self) -> Any:
-        """The per-step columns as a pandas DataFrame (needs pandas: ``pip install pandas``)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - exercised with pandas hidden
-            raise ImportError("History.to_dataframe needs pandas: pip install 'lr-finder[pandas]'") from exc
-        return pd.DataFrame({"lr": self.lr, "raw_loss": self.raw_loss, "loss": self.loss})

@@ -31,19 +31,6 @@ SLOPE_HEIGHT = 2.2
 _FLIP_AT = 0.62
 
 
-def _require_matplotlib() -> Any:
-    try:
-        import matplotlib
-    except ImportError as exc:  # pragma: no cover - matplotlib is a core dependency
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from exc
-    return matplotlib
-
-
-def figure_size(show_slope: bool = False) -> tuple[float, float]:
-    """The figure size in inches, with or without the slope panel."""
-    return (FIGSIZE[0], FIGSIZE[1] + (SLOPE_HEIGHT if show_slope else 0.0))
-
-
 def new_figure(show_slope: bool = False, *, pyplot: bool = False) -> tuple[Any, Any, Any]:
     """A figure with the loss axes and, when ``show_slope``, a slope axes below sharing its x axis.
 
@@ -51,8 +38,7 @@ def new_figure(show_slope: bool = False, *, pyplot: bool = False) -> tuple[Any, 
     display and is not tracked by pyplot (so it never leaks). Returns ``(figure, loss_ax, slope_ax)``,
     ``slope_ax`` being ``None`` without the slope panel.
     """
-    _require_matplotlib()
-    size = figure_size(show_slope)
+    size = (FIGSIZE[0], FIGSIZE[1] + (SLOPE_HEIGHT if show_slope else 0.0))
     if pyplot:
         import matplotlib.pyplot as plt
 
@@ -198,12 +184,7 @@ def draw(
     the slope the suggestion is computed from (on ``slope_ax``, or on axes appended below ``ax``).
     ``notes`` writes the stop reason and the diagnostics under the plot.
     """
-    _require_matplotlib()
-    if ax is None:
-        _, ax, made = new_figure(show_slope)
-        slope_ax = slope_ax if slope_ax is not None else made
-    elif show_slope and slope_ax is None:
-        slope_ax = _append_below(ax)
+    ax, slope_ax = _axes(ax, show_slope, slope_ax)
     curve = analysis_curve(history)
     _draw_loss(ax, history, curve, suggestion, annotate=annotate, zones=zones)
     ax.set_ylabel("loss (smoothed, raw faint)")
@@ -278,6 +259,17 @@ def _write_notes(bottom: Any, found: list[str]) -> None:
         color="#8a4b00",
         annotation_clip=False,
     ).set_in_layout(True)
+
+
+def _axes(ax: Any, show_slope: bool, slope_ax: Any) -> tuple[Any, Any]:
+    """The loss axes and the slope axes (``None`` without the slope panel): a new figure's, or the caller's
+    ``ax`` with a slope panel appended below it when none is given."""
+    if ax is None:
+        _, ax, made = new_figure(show_slope)
+        return ax, slope_ax if slope_ax is not None else made
+    if show_slope and slope_ax is None:
+        slope_ax = _append_below(ax)
+    return ax, slope_ax
 
 
 def _append_below(ax: Any) -> Any:
@@ -417,17 +409,12 @@ def draw_compare(
     """Overlay several curves: each smoothed loss in its colour, its optimal range drawn thick, its
     suggestion as a dashed line and a dot, and a legend naming each curve with its suggested LR.
     Returns the loss axes."""
-    _require_matplotlib()
     if not (len(histories) == len(suggestions) == len(labels)):
         raise InputError(
             f"histories, suggestions and labels differ in length: {len(histories)}, {len(suggestions)}, "
             f"{len(labels)}"
         )
-    if ax is None:
-        _, ax, made = new_figure(show_slope)
-        slope_ax = slope_ax if slope_ax is not None else made
-    elif show_slope and slope_ax is None:
-        slope_ax = _append_below(ax)
+    ax, slope_ax = _axes(ax, show_slope, slope_ax)
     curves = [analysis_curve(h) for h in histories]
     xs: list[float] = []
     y_lims: list[tuple[float, float]] = []
@@ -521,7 +508,6 @@ def save_figure(ax: Any, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
 
 def image_formats() -> dict[str, str]:
     """File extensions matplotlib can write (``{"png": "Portable Network Graphics", ...}``)."""
-    _require_matplotlib()
     from matplotlib.figure import Figure
 
     return dict(Figure().canvas.get_supported_filetypes())

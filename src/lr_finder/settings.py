@@ -2,7 +2,9 @@
 
 Every default lives here and only here: ``LRFinder.range_test``'s signature repeats them for readers
 of the API (a test pins the two together), and the ``lr-finder run`` options are derived from
-:data:`DEFAULTS`. Each check quotes the value and names the fix, before anything is trained.
+:data:`DEFAULTS`. Each check quotes the value and names the fix, before anything is trained. The checks of
+single values (a number, a flag, a learning rate) live here, for every caller; those of objects (the model,
+loaders, devices, folders) in :mod:`lr_finder.validation`. No numpy, no torch: this is the pure layer.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
-
-import numpy as np
 
 from .errors import InputError, InputTypeError
 from .schedule import STEP_MODES, lr_at
@@ -30,19 +30,25 @@ def _int(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_lr(value: Any, name: str = "lr") -> float:
+    """A positive finite learning rate, as a float; the core, ``apply`` and compat check LRs here."""
+    number = _real(name, value)
+    if not (math.isfinite(number) and number > 0):
+        raise InputError(f"{name}={value!r} must be a positive finite learning rate, e.g. 1e-7")
+    return number
+
+
 def check_flag(name: str, value: Any) -> bool:
     """A True/False argument (numpy booleans and 0/1 too); a string such as ``"no"`` is refused, not read as True."""
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and int(value) in (0, 1)):
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool")  # numpy 1, 2
+    if isinstance(value, bool) or numpy_bool or (isinstance(value, numbers.Integral) and int(value) in (0, 1)):
         return bool(value)
     raise InputTypeError(f"{name}={value!r} must be True or False")
 
 
 def _amp_dtype(value: Any) -> Any:
-    if value is None:
-        return None
-    import torch
-
-    if value in (torch.float16, torch.bfloat16):
+    # named, not compared, so that this module imports no torch; the dataclass keeps the dtype itself
+    if value is None or (not isinstance(value, str) and str(value) in ("torch.float16", "torch.bfloat16")):
         return value
     hint = " (a string: pass torch.bfloat16 itself)" if isinstance(value, str) else ""
     raise InputTypeError(f"amp_dtype={value!r} must be torch.float16, torch.bfloat16 or None{hint}")
@@ -68,10 +74,7 @@ class RangeTestSettings:
     def __post_init__(self) -> None:
         fix = object.__setattr__  # normalise once (ints to float, numpy scalars to Python), then frozen
         for name in ("start_lr", "end_lr"):
-            v = _real(name, getattr(self, name))
-            if not (math.isfinite(v) and v > 0):
-                raise InputError(f"{name}={getattr(self, name)!r} must be a positive finite learning rate, e.g. 1e-7")
-            fix(self, name, v)
+            fix(self, name, check_lr(getattr(self, name), name))
         if not self.end_lr > self.start_lr:
             raise InputError(
                 f"end_lr={self.end_lr!r} must be greater than start_lr={self.start_lr!r}: "

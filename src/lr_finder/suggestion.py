@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+from .history import History
 from .smoothing import noise_level, smooth, window_length, window_means
 
 #: Fewest usable points for any suggestion.
@@ -387,7 +388,7 @@ def analyze(
         losses: the loss at each step, preferably raw (``history["raw_loss"]``): the curve is smoothed
             here without lag, while an EMA shifts every feature to higher LRs.
         method: one of :func:`available_methods`.
-        diverged_at: the LR at which the sweep stopped early, when it did (:meth:`History.analyze` passes
+        diverged_at: the LR at which the sweep stopped early, when it did (:func:`analyze_history` passes
             it). A curve with no real descent then gets that LR / ``NO_DESCENT_DIVISOR`` with low
             confidence instead of ``None``.
 
@@ -411,8 +412,9 @@ def analyze(
     return evaluate(prepare(lrs, losses), name, METHODS[name], diverged_at)
 
 
-def suggest_lr(
-    lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray, method: str = "default"
-) -> float | None:
-    """The suggested learning rate alone (see :func:`analyze`), or ``None`` when there is none."""
-    return analyze(lrs, losses, method).lr
+
+def analyze_history(history: History, method: str = "default") -> Suggestion:
+    """:func:`analyze` of a range test's record: its raw per-step losses (not the EMA), and its last LR as
+    ``diverged_at`` when the sweep stopped early."""
+    diverged_at = history.lr[-1] if history.stop_reason and history.lr else None
+    return analyze(history.lr, history.raw_loss, method, diverged_at=diverged_at)

@@ -1,7 +1,11 @@
-"""Argument checks, run before any training. Each message quotes the value and names the fix."""
+"""Checks of the objects a range test is given (model, optimizer, loaders, device, folder), for the core and
+compat alike, run before any training. Each message quotes the value and names the fix; single values (numbers,
+flags, learning rates) are checked in :mod:`lr_finder.settings`.
+"""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -21,24 +25,41 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def parse_device(device: Any) -> torch.device:
+    """``device`` (``"cuda:1"``, a ``torch.device``, ...) as a ``torch.device``, or an error naming the choices."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"{device=} is not a device: pass 'cpu', 'cuda', 'cuda:1', ... or None") from exc
+
+
+def same_device(actual: torch.device, wanted: torch.device) -> bool:
+    """Whether a tensor on ``actual`` is on ``wanted`` (``"cuda"`` without an index means any GPU)."""
+    return actual.type == wanted.type and (wanted.index is None or actual.index in (None, wanted.index))
+
+
 def resolve_device(model: torch.nn.Module, device: Any) -> torch.device:
     """``device=None`` means the model's device; a device that disagrees with the model is an error."""
     actual = model_device(model)
     if device is None:
         return actual
-    try:
-        wanted = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"{device=} is not a device: pass 'cpu', 'cuda', 'cuda:1', ... or None") from exc
-    same = wanted.type == actual.type and (wanted.index is None or wanted.index == actual.index)
-    if wanted.type == "cuda" and actual.type == "cuda" and wanted.index is None:
-        same = True
-    if not same:
+    wanted = parse_device(device)
+    if not same_device(actual, wanted):
         raise InputError(
             f"{device=} but the model's parameters are on {actual}: move the model first "
             f"(model.to({str(wanted)!r})) and build the optimizer after, or pass device=None"
         )
     return actual
+
+
+def check_cache_dir(cache_dir: Any, *, exists: bool = False) -> None:
+    """A folder path or ``None``; with ``exists``, a folder that is there (torch-lr-finder's rule)."""
+    if cache_dir is None:
+        return
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise InputTypeError(f"cache_dir={cache_dir!r} must be a folder path or None")
+    if exists and not os.path.isdir(cache_dir):
+        raise InputError(f"cache_dir={os.fspath(cache_dir)!r} is not a folder: create it, or pass None")
 
 
 def unwrap_optimizer(optimizer: Any, scaler: Any) -> tuple[Any, Any]:

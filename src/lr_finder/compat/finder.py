@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from .. import finder as core
+from .. import report
 from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
-from ..suggestion import Suggestion, analyze, available_methods
-from ..validation import check_objects, model_device
-from . import inputs, plotting
+from ..suggestion import analyze, analyze_history, available_methods
+from ..validation import check_cache_dir, check_objects, model_device, parse_device
+from . import inputs
 from .rules import EmaDivergence, group_sweep, steepest_index
 
 logger = logging.getLogger("lr_finder")
@@ -91,16 +92,13 @@ class LRFinder:
         self.optimizer = optimizer
         self.criterion = criterion
         self.model_device = model_device(model)
-        try:
-            target = self.model_device if device is None else torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InputError(f"{device=} is not a device: pass 'cpu', 'cuda', 'cuda:1', ... or None") from exc
+        target = self.model_device if device is None else parse_device(device)
         if target.type == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{device=} but CUDA is not available here: pass device=None to train where the model is")
         self.device = device if device is not None else self.model_device
         self._target = target
         self.memory_cache = check_flag("memory_cache", memory_cache)
-        inputs.check_cache_dir(cache_dir)
+        check_cache_dir(cache_dir, exists=True)
         self.cache_dir = cache_dir
         self._amp = inputs.amp_options(amp_backend, amp_config, grad_scaler, target)
         self.amp_backend = amp_backend
@@ -184,22 +182,20 @@ class LRFinder:
         logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
     # -- analysis ---------------------------------------------------------------------------------
-    def suggestion(self, method: str = "default") -> Suggestion:
-        """lr_finder's analysis of the last curve (``method``: one of :func:`lr_finder.available_methods`).
+    def get_suggested_lr(self, method: str = "default") -> float | None:
+        """lr_finder's suggested LR for the last curve (``method``: one of :func:`lr_finder.available_methods`),
+        or ``None`` (the reason is logged).
 
         It reads the raw losses of the last :meth:`range_test`; a ``history`` whose LRs were changed since
         (or filled by hand) is analysed as it is.
         """
         lrs = [float(v) for v in self.history["lr"]]
-        if self.result is not None and lrs == list(self.result.lr):
-            return self.result.analyze(method)
         if not lrs:
-            raise RuntimeError("suggestion() needs a curve: call range_test(train_loader) first")
-        return analyze(lrs, [float(v) for v in self.history["loss"]], method)
-
-    def get_suggested_lr(self, method: str = "default") -> float | None:
-        """lr_finder's suggested LR for the last curve, or ``None`` (the reason is logged)."""
-        result = self.suggestion(method)
+            raise RuntimeError("get_suggested_lr() needs a curve: call range_test(train_loader) first")
+        if self.result is not None and lrs == list(self.result.lr):
+            result = analyze_history(self.result, method)
+        else:
+            result = analyze(lrs, [float(v) for v in self.history["loss"]], method)
         if result.lr is None:
             logger.warning("No learning rate suggested: %s", result.reason)
         return result.lr
@@ -222,8 +218,8 @@ class LRFinder:
             ax: matplotlib axes to draw on; ``None`` makes a figure (shown where there is a display).
             suggest_lr: ``True`` (or ``"steepest"``, as torch-lr-finder spells it): mark torch-lr-finder's
                 suggestion, the steepest gradient of the plotted smoothed loss; another method name such as
-                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`suggestion`; lr_finder's
-                own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
+                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`get_suggested_lr`;
+                lr_finder's own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
 
         Returns:
             The axes, or ``(axes, suggested_lr)`` when ``suggest_lr`` is set (the LR is ``None`` when a
@@ -253,9 +249,7 @@ class LRFinder:
         end = max(len(lrs) - skip_end, 0)
         lrs, losses = lrs[skip_start:end], losses[skip_start:end]
         suggested, mark = self._mark(lrs, losses, suggest_lr)
-        ax, created = plotting.draw(lrs, losses, mark=mark, log_lr=log_lr, show_lr=show_lr, ax=ax)
-        if created:
-            plotting.show(ax)
+        ax = _draw(lrs, losses, mark, log_lr, show_lr, ax)
         return (ax, suggested) if suggest_lr else ax
 
     def _mark(
@@ -279,3 +273,30 @@ def _their_steepest(suggest_lr: Any) -> bool:
     """torch-lr-finder reads any true value of ``suggest_lr`` (``"steepest"`` included, as its docstring
     spells it) as its steepest-gradient point; only the name of another lr_finder method asks for ours."""
     return bool(suggest_lr) and (not isinstance(suggest_lr, str) or suggest_lr == "steepest")
+
+
+def _draw(
+    lrs: list[Any], losses: list[Any], mark: tuple[float, float, str] | None, log_lr: bool, show_lr: float | None,
+    ax: Any,
+) -> Any:
+    """torch-lr-finder's plot: exactly one line (the curve) and, with ``mark = (lr, loss, label)``, one
+    scatter point, so that code reading ``ax.lines`` / ``ax.collections`` keeps working. A figure made here
+    is shown where there is a display, else left open for ``savefig``."""
+    import matplotlib.pyplot as plt
+
+    shown = ax is None
+    if shown:
+        _, ax = plt.subplots()
+    ax.plot(lrs, losses)
+    if mark is not None:
+        ax.scatter(mark[0], mark[1], s=75, marker="o", color="red", zorder=3, label=mark[2])
+        ax.legend()
+    if log_lr:
+        ax.set_xscale("log")
+    ax.set_xlabel("Learning rate")
+    ax.set_ylabel("Loss")
+    if show_lr is not None:
+        ax.axvline(x=show_lr, color="red")
+    if shown:
+        report.show()
+    return ax

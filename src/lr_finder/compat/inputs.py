@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
-import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,6 +17,8 @@ from torch.utils.data import DataLoader
 
 from ..errors import InputError, InputTypeError
 from ..loaders import LoaderBookkeeping, loader_generators
+from ..settings import check_lr
+from ..validation import same_device
 from .iterators import TrainDataLoaderIter, ValDataLoaderIter
 
 _AMP_CONFIG_KEYS = ("device_type", "dtype", "enabled", "cache_enabled")
@@ -162,15 +162,6 @@ def loaders_restored(*loaders: Any) -> Iterator[None]:
             book.restore()
 
 
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputTypeError(f"{name}={value!r} must be a number")
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{name}={value!r} must be a positive finite learning rate")
-    return number
-
-
 def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_mode: str) -> list[float]:
     """Each param group's first LR: ``start_lr`` (one number, or a list with one per group), or with
     ``start_lr=None`` the LR the group has now. Checked against ``end_lr`` before anything is trained."""
@@ -184,12 +175,12 @@ def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_
                 f"start_lr has {len(start_lr)} values but the optimizer has {len(groups)} param groups: "
                 "pass one number, or one per group"
             )
-        values = [_positive(f"start_lr[{i}]", v) for i, v in enumerate(start_lr)]
+        values = [check_lr(v, f"start_lr[{i}]") for i, v in enumerate(start_lr)]
         source = "start_lr"
     else:
-        values = [_positive("start_lr", start_lr)] * len(groups)
+        values = [check_lr(start_lr, "start_lr")] * len(groups)
         source = "start_lr"
-    end = _positive("end_lr", end_lr)
+    end = check_lr(end_lr, "end_lr")
     for i, value in enumerate(values):
         if not (math.isfinite(value) and (value > 0 or (step_mode == "linear" and i > 0 and value == 0))):
             raise InputError(
@@ -207,7 +198,7 @@ def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_
 def placed_check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, target: torch.device) -> bool:
     """Whether the model must move to ``target`` for the test; refuses what cannot move and come back."""
     devices = {t.device for t in [*model.parameters(), *model.buffers()]}
-    if not devices or all(_same(d, target) for d in devices):
+    if not devices or all(same_device(d, target) for d in devices):
         return False
     if len(devices) > 1:
         raise InputError(
@@ -216,16 +207,12 @@ def placed_check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, targe
         )
     for state in optimizer.state.values():
         for key, value in state.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and not _same(value.device, target):
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and not same_device(value.device, target):
                 raise InputError(
                     f"device={str(target)!r} but the optimizer's state ({key!r}) is on {value.device}: move the "
                     "model first and build the optimizer after, or pass device=None"
                 )
     return True
-
-
-def _same(actual: torch.device, wanted: torch.device) -> bool:
-    return actual.type == wanted.type and (wanted.index is None or actual.index in (None, wanted.index))
 
 
 @contextlib.contextmanager
@@ -241,11 +228,3 @@ def placed(model: torch.nn.Module, target: torch.device, move: bool) -> Iterator
     finally:
         model.to(home)
 
-
-def check_cache_dir(cache_dir: Any) -> None:
-    if cache_dir is None:
-        return
-    if not isinstance(cache_dir, (str, os.PathLike)):
-        raise InputTypeError(f"cache_dir={cache_dir!r} must be a folder path or None")
-    if not os.path.isdir(cache_dir):
-        raise InputError(f"cache_dir={os.fspath(cache_dir)!r} is not a folder: create it, or pass None")

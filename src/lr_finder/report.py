@@ -1,0 +1,171 @@
+"""A range test's report, the one path of ``LRFinder.plot``, ``lr-finder run`` / ``analyze`` and compat's plot.
+
+The analysis of a curve, logged once per curve; the figure, drawn on the caller's axes, saved, or shown
+where there is a display; and the files: the CSV, ``best_lr.txt`` (an earlier run's removed when this
+curve suggests none) and the JSON summary.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import sys
+import weakref
+from pathlib import Path
+from typing import Any
+
+from . import files, plotting
+from ._logging import logger
+from ._version import __version__
+from .history import History
+from .smoothing import HAVE_SCIPY
+from .suggestion import DEFAULT_METHOD, Suggestion, analyze_history, available_methods
+
+#: The curves whose analysis was logged, by identity and method (an entry goes with its history), so that
+#: ``plot()`` after ``get_suggested_lr()`` does not repeat the diagnostics.
+_logged: weakref.WeakValueDictionary[tuple[int, str], History] = weakref.WeakValueDictionary()
+
+
+def log_suggestion(history: History, result: Suggestion) -> None:
+    """Log the suggestion (or why there is none) and the diagnostics, once per curve and method."""
+    key = (id(history), result.method)
+    if _logged.get(key) is history:
+        return
+    _logged[key] = history
+    if result.lr is None:
+        logger.warning("No learning rate suggested: %s", result.reason)
+        return
+    logger.info("Suggested Learning Rate: %.2E", result.lr)
+    for note in result.diagnostics:
+        logger.warning("LR finder diagnostic: %s", note)
+
+
+def show() -> bool:
+    """``plt.show()`` where there is a display; ``False``, nothing shown, on a backend without one (Agg)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend = matplotlib.get_backend().lower()
+    if "agg" in backend and "inline" not in backend:
+        return False
+    plt.show()  # pragma: no cover - needs a display
+    return True
+
+
+def draw(
+    history: History,
+    result: Suggestion | None,
+    save_path: str | os.PathLike[str] | None = None,
+    ax: Any = None,
+    *,
+    annotate: bool = True,
+    show_slope: bool = False,
+) -> Path | None:
+    """Draw the curve on ``ax`` and save it to ``save_path`` (see :func:`lr_finder.plotting.save_figure`);
+    with neither, on a new figure shown where there is a display. Returns the image written, if any."""
+    if ax is None and save_path is None:
+        import matplotlib.pyplot as plt
+
+        fig, ax, slope_ax = plotting.new_figure(show_slope, pyplot=True)
+        plotting.draw(history, result, ax, annotate=annotate, show_slope=show_slope, slope_ax=slope_ax)
+        if not show():
+            plt.close(fig)
+            logger.info("No display to show the plot on: pass save_path='lr_finder_plot.png' to save it")
+        return None
+    ax = plotting.draw(history, result, ax, annotate=annotate, show_slope=show_slope)
+    if save_path is None:
+        return None
+    written = plotting.save_figure(ax, save_path)
+    logger.info("LR Finder plot saved to %s", written)
+    return written
+
+
+def save(
+    out_dir: str | os.PathLike[str],
+    history: History,
+    result: Suggestion,
+    summary: dict[str, Any],
+    *,
+    analysis: bool = False,
+) -> dict[str, Path]:
+    """Write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into ``out_dir``; with
+    ``analysis`` (``lr-finder analyze``), no CSV and names of its own, so a run's files are never rewritten.
+
+    A curve that suggests no LR removes the ``best_lr.txt`` an earlier run left there, so that a pipeline
+    never reads a value this curve does not support.
+    """
+    out = Path(out_dir)
+    written: dict[str, Path] = {}
+    if not analysis:
+        written["csv"] = files.write_csv(history, out / files.CSV_NAME)
+        logger.info("Saved lr history to %s", written["csv"])
+    best = out / (files.ANALYSIS_BEST_LR_NAME if analysis else files.BEST_LR_NAME)
+    if result.lr is not None:
+        written["best_lr"] = files.write_best_lr(result.lr, best)
+    else:
+        if best.is_file():
+            best.unlink()
+            logger.warning("Removed %s from an earlier run: this run suggests no LR", best)
+        logger.warning("%s not written: %s", best.name, result.reason)
+    json_name = files.ANALYSIS_JSON_NAME if analysis else files.SUMMARY_NAME
+    written["summary"] = files.write_json(summary, out / json_name)
+    return written
+
+
+def _version(name: str) -> str | None:
+    module = sys.modules.get(name)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def summarize(history: History, method: str = "default") -> dict[str, Any]:
+    """Everything about a curve as plain JSON-able data (what ``lr_finder_summary.json`` holds).
+
+    Versions (lr_finder, torch, numpy, scipy, Python), the platform, the device, the range test's settings,
+    the stop reason, the timing, how the curve was analysed, the suggestion of ``method`` with its optimal
+    range and diagnostics, and every method's suggestion. Works on a history read back from a CSV (no
+    settings, no timing: those entries are ``None``).
+    """
+    settings = dict(history.settings)
+    elapsed = settings.get("elapsed_s")
+    steps = history.num_steps
+    chosen = analyze_history(history, method)
+    finite = [v for v in history.loss if math.isfinite(v)]
+    return {
+        "lr_finder_version": __version__,
+        "torch_version": _version("torch"),
+        "numpy_version": _version("numpy"),
+        "scipy_version": _version("scipy") if HAVE_SCIPY else None,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": settings.get("device"),
+        "settings": settings,
+        "steps_recorded": steps,
+        "stop_reason": history.stop_reason,
+        "stopped_early": history.stop_reason is not None,
+        "timing": {
+            "elapsed_s": elapsed,
+            "s_per_step": round(elapsed / steps, 6) if isinstance(elapsed, (int, float)) and steps else None,
+        },
+        "analysis": {
+            "smoothing": "savitzky-golay" if HAVE_SCIPY else "moving-average",
+            "slope": (
+                "d ln(loss) / d log10(lr)"
+                if finite and all(v > 0 for v in finite)
+                else "d loss / d log10(lr)"
+            ),
+            "default_method": DEFAULT_METHOD,
+        },
+        "suggestion": chosen.to_dict(),
+        "optimal_range": {"low": chosen.low, "high": chosen.high},
+        "diagnostics": list(chosen.diagnostics),
+        "methods": {m: analyze_history(history, m).to_dict() for m in available_methods()},
+    }
