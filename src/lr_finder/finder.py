@@ -116,9 +116,9 @@ class LRFinder:
 
         Stops early when the smoothed loss exceeds ``diverge_th`` times its best (for losses <= 0, see
         :func:`lr_finder.monitor.divergence_threshold`), at once on a NaN/inf loss, and with
-        ``adaptive_stop`` on a sustained spike of the raw loss. Whatever happens (normal end, early stop,
-        any exception, Ctrl-C), the model, optimizer, scaler and RNG states are restored bit for bit before
-        this method returns or raises; the history recorded so far is kept in :attr:`history`.
+        ``adaptive_stop`` on a sustained spike of the raw loss. Whatever happens (exceptions and Ctrl-C
+        too), the model, optimizer, scaler and RNGs are restored bit for bit before this returns or raises;
+        the history recorded so far is kept in :attr:`history`.
 
         Args:
             train_loader: yields ``(inputs, targets)``, dicts, or anything ``loss_fn`` accepts; cycled when
@@ -141,8 +141,7 @@ class LRFinder:
             The :class:`History` (also kept as :attr:`history`).
 
         Raises:
-            InputError: a bad argument or loader, before anything is trained (an ``InputTypeError`` for a
-                wrong type, such as ``use_amp="yes"`` or a loader passed as ``start_lr``).
+            InputError: a bad argument or loader, before anything is trained (``InputTypeError``: a wrong type).
             RangeTestError: the loss was not finite from the very first step, so there is no curve.
         """
         for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
@@ -175,14 +174,10 @@ class LRFinder:
             check_val_loader(val_loader)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         steps = self._steps(settings)
-        recorded = settings.to_dict()
-        recorded.update(
-            amp_dtype=None if steps.trainer.amp.dtype is None else str(steps.trainer.amp.dtype).replace("torch.", ""),
-            val_loader=val_loader is not None,
-            device=str(self.device),
-            param_group_ratios=ratios,
-            world_size=steps.world,
-        )
+        dtype = steps.trainer.amp.dtype
+        recorded = {**settings.to_dict(), "amp_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
+                    "val_loader": val_loader is not None, "device": str(self.device), "param_group_ratios": ratios,
+                    "world_size": steps.world}
         self._settings = settings
         record = Recorder(stop=stop)
         start = time.perf_counter()
@@ -217,8 +212,7 @@ class LRFinder:
     def _restored(self, steps: LocalSteps, train_loader: Any, val_loader: Any, settings: RangeTestSettings) -> (
         Iterator[None]
     ):
-        """Snapshot, start the steps on ``train_loader``, and put the state and loaders back on every exit path
-        (exceptions and Ctrl-C too)."""
+        """Snapshot, start ``steps`` on ``train_loader``; put state and loaders back on every exit path."""
         reset_sharded(self.model)  # a sharded model's own shards registered, not a gathered copy
         try:
             self._snapshot = capture(
@@ -290,10 +284,8 @@ class LRFinder:
     # -- analysis and reports (lr_finder.report) -----------------------------------------------------
     def _require_history(self, what: str) -> None:
         if not self.history.lr:
-            raise RuntimeError(
-                f"{what} needs a finished range test: call range_test(train_loader) first"
-                + (f" (the last one recorded no step: {self.history.stop_reason})" if self.history.stop_reason else "")
-            )
+            why = f" (the last one recorded no step: {self.history.stop_reason})" if self.history.stop_reason else ""
+            raise RuntimeError(f"{what} needs a finished range test: call range_test(train_loader) first{why}")
 
     def suggestion(self, method: str = "default") -> Suggestion:
         """The full analysis of the last curve: LR, optimal range, confidence and diagnostics."""
@@ -380,17 +372,11 @@ class LRFinder:
 
     # -- restore ------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Restore the model, optimizer, scaler and RNGs to their state before the range test.
-
-        ``range_test`` already does this on every exit path, so after it this is a no-op kept for the familiar
-        ``range_test`` / ``plot`` / ``reset`` workflow; inside a run (from another thread or a callback) it
-        restores now.
-        """
+        """Restore the state from before the range test: a no-op after ``range_test``, which restores on every
+        exit path (kept for the ``range_test`` / ``plot`` / ``reset`` workflow); inside a run, restores now."""
         if self._snapshot is not None:
             self._snapshot.restore()
             logger.info("Model and optimizer state restored after LR test.")
-        else:
-            logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
     def _end_snapshot(self) -> None:
         """Restore and free the snapshot of a test in flight, if any."""
