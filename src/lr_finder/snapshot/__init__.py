@@ -160,6 +160,8 @@ class _Slots:
 
     def restore(self) -> None:
         """The captured objects back in their slots (names added since are dropped)."""
+        # private dicts: register_parameter/register_buffer refuse a name already taken by another kind
+        # and cannot drop a name, and setattr re-registers; nothing public puts the very objects back
         m = self.module
         m.training = self.training
         m._parameters.clear()
@@ -235,8 +237,8 @@ class Snapshot:
                 t.grad = None
         for t, value, req in zip(self.tensors, saved.values, self.requires_grad, strict=True):
             restored = _put(t, value, device=t.device)
-            if restored is not t:  # shape or dtype changed under us: the same object, new data
-                t.data = restored
+            if restored is not t:  # shape or dtype changed: only ``.data`` swaps it and keeps the object
+                t.data = restored  # (the optimizer's state is keyed by it)
             if t.is_leaf and t.requires_grad != req:
                 t.requires_grad_(req)
         for t, grad in zip(self.tensors, saved.grads, strict=True):  # after the values: the order written
@@ -270,7 +272,7 @@ class Snapshot:
                     group[key] = _put(current, value, device=current.device)
                 else:
                     group[key] = copy.deepcopy(value)
-        for name, value in self.counters.items():
+        for name, value in self.counters.items():  # private counters, no public API: what schedulers read
             if value is not _MISSING:
                 setattr(self.optimizer, name, value)
             elif hasattr(self.optimizer, name):
