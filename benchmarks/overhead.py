@@ -29,8 +29,9 @@ Method
   snapshot (a deep copy on the heap) made it systematic (about 1.4x-1.5x). So the timing process runs
   under a fixed malloc by default (``--malloc fixed``: the script re-executes itself with
   ``MALLOC_MMAP_THRESHOLD_`` = 32 MiB and ``MALLOC_TRIM_THRESHOLD_`` = 4 GiB), and ``--malloc default``
-  measures glibc's adaptive behaviour instead. Our snapshot buffers live in their own mappings, off the
-  heap.
+  measures glibc's adaptive behaviour instead. Our memory snapshot is one buffer per kind of memory; the
+  first touch of its fresh pages shows in "page faults / step" (spread over the run's steps), as it would
+  in any copy of the state.
 - Memory: each variant in a fresh subprocess, glibc's mmap threshold fixed at 128 KiB (so every large
   tensor is mapped and unmapped and the resident size follows the live tensors, not the heap's history).
   The baseline is the peak after the model, the optimizer state and a bare run of the same steps exist
