@@ -19,7 +19,7 @@ from ..settings import RangeTestSettings, check_flag
 from ..suggestion import analyze, analyze_history, available_methods
 from ..validation import check_cache_dir, check_objects, model_device, parse_device
 from . import inputs
-from .rules import EmaDivergence, group_sweep, steepest_index
+from .rules import EmaDivergence, group_sweep
 
 logger = logging.getLogger("lr_finder")
 
@@ -151,18 +151,15 @@ class LRFinder:
             diverge_th=diverge_th, use_amp=use_amp, adaptive_stop=False, accumulation_steps=accumulation_steps,
             non_blocking_transfer=non_blocking_transfer, amp_dtype=amp_dtype,
         )
-        move = inputs.placed_check(self.model, self.optimizer, self._target)
         rule = EmaDivergence(settings.smooth_f, settings.diverge_th)
-        self.history, self.best_loss, self.result = {"lr": [], "loss": []}, None, None
-        finder: core.LRFinder | None = None
-        try:
-            with inputs.placed(self.model, self._target, move), inputs.loaders_restored(train_loader, val_loader):
-                finder = core.LRFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
-                                       self.cache_dir, self.grad_scaler, loss_fn=self._loss)
+        with inputs.placed(self.model, self.optimizer, self._target), inputs.loaders_restored(train_loader, val_loader):
+            self.history, self.best_loss, self.result = {"lr": [], "loss": []}, None, None
+            finder = core.LRFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
+                                   self.cache_dir, self.grad_scaler, loss_fn=self._loss)
+            try:
                 finder.run(sources.train, settings, val_loader=sources.val, stop=rule,
                            schedule=group_sweep(starts, settings.end_lr, settings.num_iter, settings.step_mode))
-        finally:  # what was recorded is kept on every exit path, as the core keeps it
-            if finder is not None:
+            finally:  # what was recorded is kept on every exit path, as the core keeps it
                 self.result = finder.history
                 self.history = {"lr": list(finder.history.lr), "loss": rule.smoothed[: finder.history.num_steps]}
                 self.best_loss = rule.best if rule.smoothed else None
@@ -240,7 +237,8 @@ class LRFinder:
         lrs, losses = list(self.history["lr"]), list(self.history["loss"])
         if len(lrs) != len(losses):
             raise InputError(f"history has {len(lrs)} LRs but {len(losses)} losses: they must pair up")
-        theirs = _their_steepest(suggest_lr)
+        # torch-lr-finder reads True (and "steepest", as its docstring spells it) as its steepest-gradient point
+        theirs = suggest_lr in (True, "steepest")
         if theirs and len(lrs) < skip_start + skip_end + 2:
             raise RangeTestError(
                 f"Need at least {skip_start + skip_end + 2} iterations to suggest a learning rate. Got {len(lrs)}: "
@@ -248,40 +246,27 @@ class LRFinder:
             )
         end = max(len(lrs) - skip_end, 0)
         lrs, losses = lrs[skip_start:end], losses[skip_start:end]
-        suggested, mark = self._mark(lrs, losses, suggest_lr)
+        suggested, mark = None, None
+        if theirs:
+            i = int(np.gradient(np.asarray(losses, dtype=float)).argmin())
+            suggested, mark = lrs[i], (i, "steepest gradient")
+            logger.info("Suggested LR (steepest gradient): %.2E", suggested)
+        elif suggest_lr:
+            suggested = self.get_suggested_lr(str(suggest_lr))
+            if suggested is not None and lrs:
+                i = int(np.argmin(np.abs(np.log(np.asarray(lrs, dtype=float)) - np.log(suggested))))
+                mark = (i, f"suggested ({suggest_lr})")
+                logger.info("Suggested LR (%s): %.2E", suggest_lr, suggested)
         ax = _draw(lrs, losses, mark, log_lr, show_lr, ax)
         return (ax, suggested) if suggest_lr else ax
 
-    def _mark(
-        self, lrs: list[Any], losses: list[Any], suggest_lr: bool | str
-    ) -> tuple[float | None, tuple[float, float, str] | None]:
-        if not suggest_lr:
-            return None, None
-        if _their_steepest(suggest_lr):
-            i = steepest_index(losses)
-            logger.info("Suggested LR (steepest gradient): %.2E", lrs[i])
-            return lrs[i], (lrs[i], losses[i], "steepest gradient")
-        lr = self.get_suggested_lr(str(suggest_lr))
-        if lr is None or not lrs:
-            return lr, None
-        i = int(np.argmin(np.abs(np.log(np.asarray(lrs, dtype=float)) - np.log(lr))))
-        logger.info("Suggested LR (%s): %.2E", suggest_lr, lr)
-        return lr, (lrs[i], losses[i], f"suggested ({suggest_lr})")
-
-
-def _their_steepest(suggest_lr: Any) -> bool:
-    """torch-lr-finder reads any true value of ``suggest_lr`` (``"steepest"`` included, as its docstring
-    spells it) as its steepest-gradient point; only the name of another lr_finder method asks for ours."""
-    return bool(suggest_lr) and (not isinstance(suggest_lr, str) or suggest_lr == "steepest")
-
 
 def _draw(
-    lrs: list[Any], losses: list[Any], mark: tuple[float, float, str] | None, log_lr: bool, show_lr: float | None,
-    ax: Any,
+    lrs: list[Any], losses: list[Any], mark: tuple[int, str] | None, log_lr: bool, show_lr: float | None, ax: Any
 ) -> Any:
-    """torch-lr-finder's plot: exactly one line (the curve) and, with ``mark = (lr, loss, label)``, one
-    scatter point, so that code reading ``ax.lines`` / ``ax.collections`` keeps working. A figure made here
-    is shown where there is a display, else left open for ``savefig``."""
+    """torch-lr-finder's plot: exactly one line (the curve) and, with ``mark = (index, label)``, one scatter
+    point, so that code reading ``ax.lines`` / ``ax.collections`` keeps working. A figure made here is shown
+    where there is a display, else left open for ``savefig``."""
     import matplotlib.pyplot as plt
 
     shown = ax is None
@@ -289,7 +274,8 @@ def _draw(
         _, ax = plt.subplots()
     ax.plot(lrs, losses)
     if mark is not None:
-        ax.scatter(mark[0], mark[1], s=75, marker="o", color="red", zorder=3, label=mark[2])
+        i, label = mark
+        ax.scatter(lrs[i], losses[i], s=75, marker="o", color="red", zorder=3, label=label)
         ax.legend()
     if log_lr:
         ax.set_xscale("log")
