@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import numbers
 import os
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import torch
 
 from .. import finder as core
 from .. import report
+from .._logging import logger
 from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
@@ -20,8 +20,6 @@ from ..suggestion import analyze, analyze_history, available_methods
 from ..validation import check_cache_dir, check_objects, model_device, parse_device
 from . import inputs
 from .rules import EmaDivergence, group_sweep
-
-logger = logging.getLogger("lr_finder")
 
 
 class LRFinder:
@@ -92,15 +90,14 @@ class LRFinder:
         self.optimizer = optimizer
         self.criterion = criterion
         self.model_device = model_device(model)
-        target = self.model_device if device is None else parse_device(device)
-        if target.type == "cuda" and not torch.cuda.is_available():
+        self.device = self.model_device if device is None else device
+        self._target = parse_device(self.device)
+        if self._target.type == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{device=} but CUDA is not available here: pass device=None to train where the model is")
-        self.device = device if device is not None else self.model_device
-        self._target = target
         self.memory_cache = check_flag("memory_cache", memory_cache)
         check_cache_dir(cache_dir, exists=True)
         self.cache_dir = cache_dir
-        self._amp = inputs.amp_options(amp_backend, amp_config, grad_scaler, target)
+        self._amp = inputs.amp_options(amp_backend, amp_config, grad_scaler, self._target)
         self.amp_backend = amp_backend
         self.amp_config = amp_config
         self.grad_scaler = grad_scaler
