@@ -1,16 +1,20 @@
-"""What both framework integrations need: the missing-extra message, RNG isolation, gradient clipping."""
+"""What both framework integrations need: the missing-extra message, RNG isolation, and the range test run
+with a trainer's pieces (its settings, its gradient clipping)."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..batches import LossFn
+from ..finder import LRFinder
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -30,7 +34,8 @@ def isolated_rng() -> Iterator[None]:
     training afterwards draws the same random numbers as it would have without the finder.
     """
     python, numpy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=_cuda_devices()):
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()  # forking would initialise CUDA
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
         try:
             yield
         finally:
@@ -38,40 +43,37 @@ def isolated_rng() -> Iterator[None]:
             np.random.set_state(numpy)
 
 
-def _cuda_devices() -> list[int]:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return list(range(torch.cuda.device_count()))
-    return []
+def trainer_settings(accumulation_steps: int, show_progress: bool, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+    """``range_test`` keywords that make the test train the way a trainer will (``amp_dtype=None``: full
+    precision)."""
+    amp = {"use_amp": False} if amp_dtype is None else {"use_amp": True, "amp_dtype": amp_dtype}
+    return {"accumulation_steps": int(accumulation_steps), "show_progress": show_progress, **amp}
 
 
-@contextlib.contextmanager
-def clipped_gradients(
-    optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], value: float | None, by: str = "norm"
-) -> Iterator[None]:
-    """Clip the gradients of ``params`` before every step of ``optimizer`` while the block runs.
+def range_test(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, loader: Any, settings: dict[str, Any],
+    clip: float | None, clip_by: str | None = "norm",
+) -> LRFinder:
+    """The finished range test of ``model`` with a trainer's optimizer, loss and loader.
 
-    A step pre-hook runs inside ``optimizer.step()``, which a GradScaler calls after unscaling and only
-    for finite gradients: the clipping sees the true gradients, as a trainer's own clipping does. The
-    hook is removed on exit; nothing is clipped when ``value`` is ``None`` or not positive.
+    With a positive ``clip`` the gradients are clipped (by norm, or by value with ``clip_by="value"``) before
+    every optimizer step, in a step pre-hook removed afterwards. ``optimizer.step()`` runs it, which a
+    GradScaler calls after unscaling and only for finite gradients: the clipping sees the true gradients, as
+    a trainer's own clipping does.
     """
-    if value is None or value <= 0:
-        yield
-        return
-    params = [p for p in params if p.requires_grad]
-    clip = torch.nn.utils.clip_grad_value_ if by == "value" else torch.nn.utils.clip_grad_norm_
+    finder = LRFinder(model, optimizer, None, loss_fn=loss_fn)
+    if clip is None or clip <= 0:
+        finder.range_test(loader, **settings)
+        return finder
+    params = [p for p in model.parameters() if p.requires_grad]
+    by = torch.nn.utils.clip_grad_value_ if clip_by == "value" else torch.nn.utils.clip_grad_norm_
 
-    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        clip(params, value)
+    def clip_gradients(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:  # must return None
+        by(params, clip)
 
-    handle = optimizer.register_step_pre_hook(hook)
+    handle = optimizer.register_step_pre_hook(clip_gradients)
     try:
-        yield
+        finder.range_test(loader, **settings)
     finally:
         handle.remove()
-
-
-def amp_settings(dtype: torch.dtype | None) -> dict[str, Any]:
-    """``range_test`` keywords for a trainer's mixed precision: ``None`` means full precision."""
-    if dtype is None:
-        return {"use_amp": False}
-    return {"use_amp": True, "amp_dtype": dtype}
+    return finder
