@@ -25,9 +25,8 @@ from .rules import EmaDivergence, group_sweep
 class LRFinder:
     """The learning-rate range test with torch-lr-finder 0.2.2's API: change only the import.
 
-    ``from lr_finder.compat import LRFinder`` in place of ``from torch_lr_finder import LRFinder`` runs the
-    same sweep (the same LRs, the same raw losses on the same seed, the same stop step) with the same
-    arguments, attributes and return values. Where torch-lr-finder behaves badly this class does better:
+    It runs torch-lr-finder's sweep (the same LRs, the same raw losses on the same seed, the same stop step)
+    with its arguments, attributes and return values. Where torch-lr-finder behaves badly, it differs:
 
     * **Exact restore on every exit path.** The model (parameters, buffers, gradients, train/eval modes,
       device), optimizer (state and param groups, LRs included), GradScaler, the RNGs and the loaders'
@@ -40,15 +39,15 @@ class LRFinder:
       sweep, an AMP config for another device, a loss of NaN at the first step.
     * A NaN/inf loss stops the sweep at once (not recorded); torch-lr-finder records NaNs to the end. For
       losses <= 0 the stop threshold is :func:`lr_finder.monitor.divergence_threshold`.
-    * The validation loss is the mean over the samples ``val_loader`` yields (each batch weighted by its
-      size); torch-lr-finder divides the sum by ``len(val_loader.dataset)``, which differs when the loader
-      does not yield the whole dataset once (``drop_last=True``, a sampler, a ``Subset``).
-    * ``amp_config`` keys other than ``device_type`` and ``dtype`` (e.g. ``cache_enabled``) are ignored.
+    * The validation loss is the mean over the samples ``val_loader`` yields; torch-lr-finder divides the
+      sum by ``len(val_loader.dataset)``, which differs when the loader does not yield the whole dataset
+      once (``drop_last=True``, a sampler, a ``Subset``).
+    * ``amp_config`` keys other than ``device_type``, ``dtype`` and ``enabled`` (e.g. ``cache_enabled``)
+      are ignored.
 
-    The suggestion of :meth:`plot` is torch-lr-finder's steepest-gradient point of the smoothed curve
-    (scripts depend on it). lr_finder's own suggestion, which is better on the benchmark
-    (``benchmarks/suggestion_quality.py``), is ``finder.plot(suggest_lr="default")`` or
-    ``finder.get_suggested_lr()``.
+    :meth:`plot` suggests torch-lr-finder's steepest-gradient point (scripts depend on it); lr_finder's own
+    suggestion, better on ``benchmarks/suggestion_quality.py``, is ``plot(suggest_lr="default")`` or
+    :meth:`get_suggested_lr`.
 
     Args:
         model: the model to test.
@@ -121,8 +120,7 @@ class LRFinder:
         """Sweep every param group's LR from its start to ``end_lr`` over ``num_iter`` steps; fill ``history``.
 
         Stops after the first step whose smoothed loss exceeds ``diverge_th`` times the best smoothed loss
-        (that step is recorded), or at once on a NaN/inf loss. The model and optimizer are restored before
-        this returns or raises.
+        (that step is recorded), or at once on a NaN/inf loss.
 
         Args:
             train_loader: a ``DataLoader`` of ``(inputs, labels, ...)`` batches, or a
@@ -167,21 +165,15 @@ class LRFinder:
         return self.criterion(model(inputs_), labels)
 
     def reset(self) -> None:
-        """Nothing left to do: :meth:`range_test` has already restored the model and optimizer.
-
-        Kept for the ``range_test`` / ``plot`` / ``reset`` workflow. Unlike torch-lr-finder's, it does not
-        go back to the state the finder was *built* with: training done between building the finder and
-        calling ``reset()`` is kept.
+        """Nothing left to do: :meth:`range_test` has already restored the model and optimizer. Unlike
+        torch-lr-finder's, it does not go back to the state the finder was *built* with (later training is kept).
         """
         logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
-    # -- analysis ---------------------------------------------------------------------------------
     def get_suggested_lr(self, method: str = "default") -> float | None:
-        """lr_finder's suggested LR for the last curve (``method``: one of :func:`lr_finder.available_methods`),
-        or ``None`` (the reason is logged).
-
-        It reads the raw losses of the last :meth:`range_test`; a ``history`` whose LRs were changed since
-        (or filled by hand) is analysed as it is.
+        """lr_finder's suggested LR (``method``: one of :func:`lr_finder.available_methods`) from the raw
+        losses of the last :meth:`range_test`, or ``None`` (the reason is logged). A ``history`` whose LRs
+        were changed since (or filled by hand) is analysed as it is.
         """
         lrs = [float(v) for v in self.history["lr"]]
         if not lrs:

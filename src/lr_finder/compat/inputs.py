@@ -1,7 +1,5 @@
-"""Turning torch-lr-finder's arguments into the core's: AMP options, loaders, start LRs, the device.
-
-Every check runs before anything is trained and names the fix.
-"""
+"""torch-lr-finder's arguments turned into the core's (AMP options, loaders, start LRs, the device), checked
+before anything is trained."""
 
 from __future__ import annotations
 
@@ -87,9 +85,8 @@ class _Passes:
 
 
 class Sources:
-    """The core's train and val loaders, made from torch-lr-finder's kinds: a ``DataLoader`` or a subclass of
-    :class:`TrainDataLoaderIter` / :class:`ValDataLoaderIter` (the overridden ``inputs_labels_from_batch``
-    gives ``(inputs, labels)``); anything else is refused, as torch-lr-finder refuses it.
+    """The core's train and val loaders from torch-lr-finder's kinds: a ``DataLoader`` or a
+    :class:`TrainDataLoaderIter` / :class:`ValDataLoaderIter`; anything else is refused, as torch-lr-finder does.
 
     The iterators over DataLoaders are made when the sweep starts, train then val, as torch-lr-finder makes
     them: ``iter(loader)`` draws from the global RNG, so the same draws in the same order give the same

@@ -1,9 +1,5 @@
-"""torch-lr-finder's loader iterators: how a user turns any batch into ``(inputs, labels)``.
-
-Scripts written for torch-lr-finder subclass :class:`TrainDataLoaderIter` or :class:`ValDataLoaderIter` and
-override :meth:`DataLoaderIter.inputs_labels_from_batch` when their loader yields something other than
-``(inputs, labels, ...)`` tuples. These classes iterate as torch-lr-finder's do, so such subclasses work
-unchanged with :class:`lr_finder.compat.LRFinder`.
+"""torch-lr-finder's loader iterators, which iterate as its own do: subclasses that override
+:meth:`DataLoaderIter.inputs_labels_from_batch` for batches other than ``(inputs, labels, ...)`` work unchanged.
 """
 
 from __future__ import annotations
@@ -45,10 +41,7 @@ class DataLoaderIter(Iterator[tuple[Any, Any]]):
             )
         return batch_data[0], batch_data[1]
 
-    def __iter__(self) -> DataLoaderIter:
-        return self
-
-    def __next__(self) -> tuple[Any, Any]:
+    def __next__(self) -> tuple[Any, Any]:  # __iter__ (return self) comes with Iterator
         return self.inputs_labels_from_batch(next(self._iterator))
 
 

@@ -1,9 +1,7 @@
-"""torch-lr-finder's sweep and stop rule, as a pure function and a small state.
+"""torch-lr-finder 0.2.2's sweep and stop rule, with its expressions in its order: the same numbers, bit for bit.
 
-They reproduce torch-lr-finder 0.2.2's numbers exactly (the same expressions in the same order), so that a
-script switched to :class:`lr_finder.compat.LRFinder` records the same learning rates and losses and stops
-at the same step. The one deliberate difference: for a best loss <= 0 the stop threshold is
-:func:`lr_finder.monitor.divergence_threshold`, because ``loss > diverge_th * best`` stops at once there.
+The one difference: for a best loss <= 0 the stop threshold is :func:`lr_finder.monitor.divergence_threshold`,
+because ``loss > diverge_th * best`` stops at once there.
 """
 
 from __future__ import annotations

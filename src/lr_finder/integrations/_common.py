@@ -27,12 +27,8 @@ def require(module: str, extra: str, what: str) -> ModuleType:
 
 @contextlib.contextmanager
 def isolated_rng() -> Iterator[None]:
-    """Put the Python, NumPy and torch (CPU and initialised CUDA) RNG states back on exit.
-
-    The range test restores the RNGs around its own steps; this also covers what an integration does
-    before and after them (building a loader, calling a data module's ``setup``), so that the user's
-    training afterwards draws the same random numbers as it would have without the finder.
-    """
+    """Put the Python, NumPy and torch (CPU and initialised CUDA) RNG states back on exit: the range test
+    restores them around its own steps, this also around building a loader or a data module's ``setup``."""
     python, numpy = random.getstate(), np.random.get_state()
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()  # forking would initialise CUDA
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
@@ -54,26 +50,24 @@ def range_test(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, loader: Any, settings: dict[str, Any],
     clip: float | None, clip_by: str | None = "norm",
 ) -> LRFinder:
-    """The finished range test of ``model`` with a trainer's optimizer, loss and loader.
+    """The finished range test of ``model`` with a trainer's optimizer, loss, loader and settings.
 
-    With a positive ``clip`` the gradients are clipped (by norm, or by value with ``clip_by="value"``) before
-    every optimizer step, in a step pre-hook removed afterwards. ``optimizer.step()`` runs it, which a
-    GradScaler calls after unscaling and only for finite gradients: the clipping sees the true gradients, as
-    a trainer's own clipping does.
+    With a positive ``clip`` the gradients are clipped (by norm, or by value with ``clip_by="value"``) in a
+    step pre-hook: ``optimizer.step()`` runs it, which a GradScaler calls after unscaling and only for finite
+    gradients, so the clipping sees the true gradients, as a trainer's own clipping does.
     """
     finder = LRFinder(model, optimizer, None, loss_fn=loss_fn)
-    if clip is None or clip <= 0:
-        finder.range_test(loader, **settings)
-        return finder
+    limit = clip or 0.0  # None or 0: no clipping
     params = [p for p in model.parameters() if p.requires_grad]
-    by = torch.nn.utils.clip_grad_value_ if clip_by == "value" else torch.nn.utils.clip_grad_norm_
+    clip_fn = torch.nn.utils.clip_grad_value_ if clip_by == "value" else torch.nn.utils.clip_grad_norm_
 
-    def clip_gradients(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:  # must return None
-        by(params, clip)
+    def clip_gradients(*_: Any) -> None:  # a pre-hook returning a value would replace step()'s arguments
+        clip_fn(params, limit)
 
-    handle = optimizer.register_step_pre_hook(clip_gradients)
+    handle = optimizer.register_step_pre_hook(clip_gradients) if limit > 0 else None
     try:
         finder.range_test(loader, **settings)
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     return finder

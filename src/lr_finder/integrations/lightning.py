@@ -42,7 +42,6 @@ __all__ = ["LRFinderCallback", "find_lr", "optimizer_of"]
 
 #: Hooks a Lightning training step may run that the range test does not call.
 _NOT_CALLED = ("backward", "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping")
-_LR_NAMES = ("lr", "learning_rate")
 _LOG_METHODS = ("log", "log_dict")
 
 
@@ -123,10 +122,7 @@ class LRFinderCallback(Callback):
             )
         _check_module(pl_module)
         attr = _lr_attribute(pl_module, self.attr_name) if self.update_attr else None
-        precision = str(trainer.precision)
-        dtype = None
-        if precision.endswith("-mixed"):
-            dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+        dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(str(trainer.precision))
         settings = trainer_settings(trainer.accumulate_grad_batches, trainer.progress_bar_callback is not None, dtype)
         with isolated_rng():
             loader = _single_loader(_fit_loader(trainer, pl_module))
@@ -204,11 +200,8 @@ def _check_module(module: Any) -> None:
 
 
 def optimizer_of(module: Any) -> torch.optim.Optimizer:
-    """The one optimizer of ``module.configure_optimizers()``, its groups at their LRs before any scheduler.
-
-    Raises an :class:`~lr_finder.errors.InputError` for no optimizer or several (say which to test by
-    returning only that one), and when ``configure_optimizers`` needs a ``Trainer`` (use the callback).
-    """
+    """The one optimizer of ``module.configure_optimizers()``, its groups at their LRs before any scheduler;
+    an :class:`~lr_finder.errors.InputError` for none or several, or when it needs a ``Trainer``."""
     try:
         config = module.configure_optimizers()
     except RuntimeError as exc:
@@ -273,7 +266,7 @@ def _step_loss(module: Any) -> LossFn:
 
 
 def _lr_attribute(module: Any, name: str) -> str:
-    names = (name,) if name else _LR_NAMES
+    names = (name,) if name else ("lr", "learning_rate")
     for candidate in names:
         if lightning_hasattr(module, candidate):
             return candidate
@@ -305,8 +298,8 @@ def _standalone_loader(module: Any, train_dataloaders: Any, datamodule: Any) -> 
 
 def _fit_loader(trainer: Any, module: Any) -> Any:
     """The train loader(s) ``fit`` was given: its data source, else the datamodule or the module."""
-    source = getattr(trainer.fit_loop, "_data_source", None)  # no public handle on what fit() was given
-    if source is not None and source.is_defined():
+    source = trainer.fit_loop._data_source  # no public handle on what fit() was given
+    if source.is_defined():
         return source.dataloader()
     if trainer.datamodule is not None:
         return trainer.datamodule.train_dataloader()

@@ -101,11 +101,8 @@ def _check_trainer(trainer: Any) -> None:
 
 
 def _optimizer_of(trainer: Any) -> torch.optim.Optimizer:
-    """The optimizer ``trainer.train()`` would use, leaving ``trainer.optimizer``/``lr_scheduler`` as they were.
-
-    ``create_optimizer`` stores what it builds on the trainer; left there, ``trainer.train()`` would reuse
-    it (with its LR of before the test), so the attributes are put back at once.
-    """
+    """The optimizer ``trainer.train()`` would use. ``create_optimizer`` stores what it builds on the trainer,
+    where ``trainer.train()`` would reuse it with its old LR: ``optimizer`` and ``lr_scheduler`` are put back."""
     before = (trainer.optimizer, trainer.lr_scheduler)
     try:
         optimizer = trainer.create_optimizer() or trainer.optimizer
