@@ -140,11 +140,10 @@ class LRFinder:
         sources = inputs.Sources(train_loader, val_loader)
         mode = step_mode.lower() if isinstance(step_mode, str) else step_mode
         starts = inputs.base_lrs(self.optimizer, start_lr, end_lr, mode)
-        use_amp, amp_dtype = self._amp
         settings = RangeTestSettings(
             start_lr=starts[0], end_lr=end_lr, num_iter=num_iter, step_mode=mode, smooth_f=smooth_f,
-            diverge_th=diverge_th, use_amp=use_amp, adaptive_stop=False, accumulation_steps=accumulation_steps,
-            non_blocking_transfer=non_blocking_transfer, amp_dtype=amp_dtype,
+            diverge_th=diverge_th, adaptive_stop=False, accumulation_steps=accumulation_steps,
+            non_blocking_transfer=non_blocking_transfer, **self._amp,
         )
         rule = EmaDivergence(settings.smooth_f, settings.diverge_th)
         with inputs.placed(self.model, self.optimizer, self._target), inputs.loaders_restored(train_loader, val_loader):
@@ -204,8 +203,8 @@ class LRFinder:
             ax: matplotlib axes to draw on; ``None`` makes a figure (shown where there is a display).
             suggest_lr: ``True`` (or ``"steepest"``, as torch-lr-finder spells it): mark torch-lr-finder's
                 suggestion, the steepest gradient of the plotted smoothed loss; another method name such as
-                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`get_suggested_lr`;
-                lr_finder's own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
+                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`get_suggested_lr`, which
+                gives lr_finder's own ``"steepest"``); ``False``: no suggestion.
 
         Returns:
             The axes, or ``(axes, suggested_lr)`` when ``suggest_lr`` is set (the LR is ``None`` when a
@@ -246,32 +245,24 @@ class LRFinder:
                 i = int(np.argmin(np.abs(np.log(np.asarray(lrs, dtype=float)) - np.log(suggested))))
                 mark = (i, f"suggested ({suggest_lr})")
                 logger.info("Suggested LR (%s): %.2E", suggest_lr, suggested)
-        ax = _draw(lrs, losses, mark, log_lr, show_lr, ax)
+        import matplotlib.pyplot as plt
+
+        # torch-lr-finder's figure: exactly one line and at most one scatter point, for code that reads
+        # ax.lines / ax.collections; a figure made here is shown where there is a display, else left open
+        shown = ax is None
+        if shown:
+            _, ax = plt.subplots()
+        ax.plot(lrs, losses)
+        if mark is not None:
+            i, label = mark
+            ax.scatter(lrs[i], losses[i], s=75, marker="o", color="red", zorder=3, label=label)
+            ax.legend()
+        if log_lr:
+            ax.set_xscale("log")
+        ax.set_xlabel("Learning rate")
+        ax.set_ylabel("Loss")
+        if show_lr is not None:
+            ax.axvline(x=show_lr, color="red")
+        if shown:
+            report.show()
         return (ax, suggested) if suggest_lr else ax
-
-
-def _draw(
-    lrs: list[Any], losses: list[Any], mark: tuple[int, str] | None, log_lr: bool, show_lr: float | None, ax: Any
-) -> Any:
-    """torch-lr-finder's plot: exactly one line (the curve) and, with ``mark = (index, label)``, one scatter
-    point, so that code reading ``ax.lines`` / ``ax.collections`` keeps working. A figure made here is shown
-    where there is a display, else left open for ``savefig``."""
-    import matplotlib.pyplot as plt
-
-    shown = ax is None
-    if shown:
-        _, ax = plt.subplots()
-    ax.plot(lrs, losses)
-    if mark is not None:
-        i, label = mark
-        ax.scatter(lrs[i], losses[i], s=75, marker="o", color="red", zorder=3, label=label)
-        ax.legend()
-    if log_lr:
-        ax.set_xscale("log")
-    ax.set_xlabel("Learning rate")
-    ax.set_ylabel("Loss")
-    if show_lr is not None:
-        ax.axvline(x=show_lr, color="red")
-    if shown:
-        report.show()
-    return ax

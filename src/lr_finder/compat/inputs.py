@@ -22,15 +22,15 @@ from .iterators import TrainDataLoaderIter, ValDataLoaderIter
 _AMP_CONFIG_KEYS = ("device_type", "dtype", "enabled", "cache_enabled")
 
 
-def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.device) -> tuple[bool, Any]:
-    """``(use_amp, amp_dtype)`` for the core from torch-lr-finder's ``amp_backend`` and ``amp_config``."""
+def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.device) -> dict[str, Any]:
+    """``use_amp`` (and ``amp_dtype``) for the core from torch-lr-finder's ``amp_backend`` and ``amp_config``."""
     if backend is None:
         if config is not None or grad_scaler is not None:
             warnings.warn(
                 "amp_config / grad_scaler are ignored without amp_backend='torch': the test runs in fp32",
                 stacklevel=3,
             )
-        return False, None
+        return {"use_amp": False}
     if backend == "apex":
         raise InputError(
             "amp_backend='apex' is not supported (NVIDIA apex.amp is deprecated): use amp_backend='torch', "
@@ -51,7 +51,7 @@ def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.devic
             f"device_type={device.type!r} or move the model"
         )
     if not config.get("enabled", True):
-        return False, None
+        return {"use_amp": False}
     if device.type not in ("cuda", "cpu"):
         raise InputError(f"mixed precision on {device.type} is not supported: pass amp_backend=None")
     dtype = config.get("dtype", torch.float16 if device.type == "cuda" else torch.bfloat16)
@@ -59,7 +59,7 @@ def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.devic
         raise InputError(f"amp_config dtype={dtype!r} must be torch.float16 or torch.bfloat16")
     if dtype == torch.float16 and device.type != "cuda":
         raise InputError("amp_config dtype=torch.float16 needs CUDA; on CPU pass dtype=torch.bfloat16")
-    return True, dtype
+    return {"use_amp": True, "amp_dtype": dtype}
 
 
 def _accepted(loader: Any, ours: type) -> bool:

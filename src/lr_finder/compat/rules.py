@@ -18,9 +18,8 @@ def group_sweep(
 ) -> Callable[[int], tuple[float, list[float]]]:
     """``step -> (first group's LR, one LR per group)``: every group from its own base LR to ``end_lr``.
 
-    Exponential: ``base * (end_lr / base) ** r``; linear: ``base + r * (end_lr - base)``, with
-    ``r = step / (num_iter - 1)``. Unlike :func:`lr_finder.schedule.group_schedule` the groups' ratios are
-    not kept: all groups end at ``end_lr`` (up to rounding, as in torch-lr-finder).
+    Unlike :func:`lr_finder.schedule.group_schedule` the groups' ratios are not kept: all groups end at
+    ``end_lr`` (up to rounding, as in torch-lr-finder).
 
     >>> at = group_sweep([1e-3, 1e-5], 0.1, 3, "exp")
     >>> [round(v, 12) for v in at(1)[1]], at(2)[1]
@@ -42,11 +41,9 @@ def group_sweep(
 class EmaDivergence:
     """torch-lr-finder's smoothed loss and stop rule, fed the raw losses as they are recorded.
 
-    The smoothed loss starts at the first raw loss and then follows
-    ``smooth_f * raw + (1 - smooth_f) * previous`` (no bias correction; ``smooth_f=0`` keeps the raw loss);
-    the sweep stops after the first step whose smoothed loss exceeds ``diverge_th`` times the best so far.
-    As ``stop`` of :meth:`lr_finder.LRFinder.run`, ``smoothed`` and ``best`` are then torch-lr-finder's
-    curve and best loss.
+    An EMA started at the first raw loss, without bias correction; the sweep stops after the first step whose
+    smoothed loss exceeds ``diverge_th`` times the best so far. As ``stop`` of :meth:`lr_finder.LRFinder.run`,
+    ``smoothed`` and ``best`` are then torch-lr-finder's curve and best loss.
 
     >>> rule = EmaDivergence(smooth_f=0.5, diverge_th=2.0)
     >>> rule([1.0]), rule([1.0, 3.0]), rule([1.0, 3.0, 9.0]) is not None, rule.smoothed

@@ -40,8 +40,7 @@ def isolated_rng() -> Iterator[None]:
 
 
 def trainer_settings(accumulation_steps: int, show_progress: bool, amp_dtype: torch.dtype | None) -> dict[str, Any]:
-    """``range_test`` keywords that make the test train the way a trainer will (``amp_dtype=None``: full
-    precision)."""
+    """``range_test`` keywords that make the test train the way a trainer will (no ``amp_dtype``: fp32)."""
     amp = {"use_amp": False} if amp_dtype is None else {"use_amp": True, "amp_dtype": amp_dtype}
     return {"accumulation_steps": int(accumulation_steps), "show_progress": show_progress, **amp}
 

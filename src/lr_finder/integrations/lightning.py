@@ -40,7 +40,6 @@ from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_has
 
 __all__ = ["LRFinderCallback", "find_lr", "optimizer_of"]
 
-#: Hooks a Lightning training step may run that the range test does not call.
 _NOT_CALLED = ("backward", "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping")
 _LOG_METHODS = ("log", "log_dict")
 

@@ -119,8 +119,7 @@ def _optimizer_of(trainer: Any) -> torch.optim.Optimizer:
 def _loss_of(trainer: Any) -> Callable[[torch.nn.Module, Any], torch.Tensor]:
     def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         with trainer.compute_loss_context_manager():
-            value: torch.Tensor = trainer.compute_loss(model, batch)
-        return value
+            return trainer.compute_loss(model, batch)  # type: ignore[no-any-return]
 
     return loss
 
