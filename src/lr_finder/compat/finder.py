@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import numbers
 import os
 from collections.abc import Callable
@@ -13,23 +12,21 @@ import torch
 
 from .. import finder as core
 from .. import report
+from .._logging import logger
 from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
 from ..suggestion import analyze, analyze_history, available_methods
 from ..validation import check_cache_dir, check_objects, model_device, parse_device
 from . import inputs
-from .rules import EmaDivergence, group_sweep, steepest_index
-
-logger = logging.getLogger("lr_finder")
+from .rules import EmaDivergence, group_sweep
 
 
 class LRFinder:
     """The learning-rate range test with torch-lr-finder 0.2.2's API: change only the import.
 
-    ``from lr_finder.compat import LRFinder`` in place of ``from torch_lr_finder import LRFinder`` runs the
-    same sweep (the same LRs, the same raw losses on the same seed, the same stop step) with the same
-    arguments, attributes and return values. Where torch-lr-finder behaves badly this class does better:
+    It runs torch-lr-finder's sweep (the same LRs, the same raw losses on the same seed, the same stop step)
+    with its arguments, attributes and return values. Where torch-lr-finder behaves badly, it differs:
 
     * **Exact restore on every exit path.** The model (parameters, buffers, gradients, train/eval modes,
       device), optimizer (state and param groups, LRs included), GradScaler, the RNGs and the loaders'
@@ -42,15 +39,15 @@ class LRFinder:
       sweep, an AMP config for another device, a loss of NaN at the first step.
     * A NaN/inf loss stops the sweep at once (not recorded); torch-lr-finder records NaNs to the end. For
       losses <= 0 the stop threshold is :func:`lr_finder.monitor.divergence_threshold`.
-    * The validation loss is the mean over the samples ``val_loader`` yields (each batch weighted by its
-      size); torch-lr-finder divides the sum by ``len(val_loader.dataset)``, which differs when the loader
-      does not yield the whole dataset once (``drop_last=True``, a sampler, a ``Subset``).
-    * ``amp_config`` keys other than ``device_type`` and ``dtype`` (e.g. ``cache_enabled``) are ignored.
+    * The validation loss is the mean over the samples ``val_loader`` yields; torch-lr-finder divides the
+      sum by ``len(val_loader.dataset)``, which differs when the loader does not yield the whole dataset
+      once (``drop_last=True``, a sampler, a ``Subset``).
+    * ``amp_config`` keys other than ``device_type``, ``dtype`` and ``enabled`` (e.g. ``cache_enabled``)
+      are ignored.
 
-    The suggestion of :meth:`plot` is torch-lr-finder's steepest-gradient point of the smoothed curve
-    (scripts depend on it). lr_finder's own suggestion, which is better on the benchmark
-    (``benchmarks/suggestion_quality.py``), is ``finder.plot(suggest_lr="default")`` or
-    ``finder.get_suggested_lr()``.
+    :meth:`plot` suggests torch-lr-finder's steepest-gradient point (scripts depend on it); lr_finder's own
+    suggestion, better on ``benchmarks/suggestion_quality.py``, is ``plot(suggest_lr="default")`` or
+    :meth:`get_suggested_lr`.
 
     Args:
         model: the model to test.
@@ -92,15 +89,14 @@ class LRFinder:
         self.optimizer = optimizer
         self.criterion = criterion
         self.model_device = model_device(model)
-        target = self.model_device if device is None else parse_device(device)
-        if target.type == "cuda" and not torch.cuda.is_available():
+        self.device = self.model_device if device is None else device
+        self._target = parse_device(self.device)
+        if self._target.type == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{device=} but CUDA is not available here: pass device=None to train where the model is")
-        self.device = device if device is not None else self.model_device
-        self._target = target
         self.memory_cache = check_flag("memory_cache", memory_cache)
         check_cache_dir(cache_dir, exists=True)
         self.cache_dir = cache_dir
-        self._amp = inputs.amp_options(amp_backend, amp_config, grad_scaler, target)
+        self._amp = inputs.amp_options(amp_backend, amp_config, grad_scaler, self._target)
         self.amp_backend = amp_backend
         self.amp_config = amp_config
         self.grad_scaler = grad_scaler
@@ -124,8 +120,7 @@ class LRFinder:
         """Sweep every param group's LR from its start to ``end_lr`` over ``num_iter`` steps; fill ``history``.
 
         Stops after the first step whose smoothed loss exceeds ``diverge_th`` times the best smoothed loss
-        (that step is recorded), or at once on a NaN/inf loss. The model and optimizer are restored before
-        this returns or raises.
+        (that step is recorded), or at once on a NaN/inf loss.
 
         Args:
             train_loader: a ``DataLoader`` of ``(inputs, labels, ...)`` batches, or a
@@ -145,24 +140,20 @@ class LRFinder:
         sources = inputs.Sources(train_loader, val_loader)
         mode = step_mode.lower() if isinstance(step_mode, str) else step_mode
         starts = inputs.base_lrs(self.optimizer, start_lr, end_lr, mode)
-        use_amp, amp_dtype = self._amp
         settings = RangeTestSettings(
             start_lr=starts[0], end_lr=end_lr, num_iter=num_iter, step_mode=mode, smooth_f=smooth_f,
-            diverge_th=diverge_th, use_amp=use_amp, adaptive_stop=False, accumulation_steps=accumulation_steps,
-            non_blocking_transfer=non_blocking_transfer, amp_dtype=amp_dtype,
+            diverge_th=diverge_th, adaptive_stop=False, accumulation_steps=accumulation_steps,
+            non_blocking_transfer=non_blocking_transfer, **self._amp,
         )
-        move = inputs.placed_check(self.model, self.optimizer, self._target)
         rule = EmaDivergence(settings.smooth_f, settings.diverge_th)
-        self.history, self.best_loss, self.result = {"lr": [], "loss": []}, None, None
-        finder: core.LRFinder | None = None
-        try:
-            with inputs.placed(self.model, self._target, move), inputs.loaders_restored(train_loader, val_loader):
-                finder = core.LRFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
-                                       self.cache_dir, self.grad_scaler, loss_fn=self._loss)
+        with inputs.placed(self.model, self.optimizer, self._target), inputs.loaders_restored(train_loader, val_loader):
+            self.history, self.best_loss, self.result = {"lr": [], "loss": []}, None, None
+            finder = core.LRFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
+                                   self.cache_dir, self.grad_scaler, loss_fn=self._loss)
+            try:
                 finder.run(sources.train, settings, val_loader=sources.val, stop=rule,
                            schedule=group_sweep(starts, settings.end_lr, settings.num_iter, settings.step_mode))
-        finally:  # what was recorded is kept on every exit path, as the core keeps it
-            if finder is not None:
+            finally:  # what was recorded is kept on every exit path, as the core keeps it
                 self.result = finder.history
                 self.history = {"lr": list(finder.history.lr), "loss": rule.smoothed[: finder.history.num_steps]}
                 self.best_loss = rule.best if rule.smoothed else None
@@ -173,21 +164,15 @@ class LRFinder:
         return self.criterion(model(inputs_), labels)
 
     def reset(self) -> None:
-        """Nothing left to do: :meth:`range_test` has already restored the model and optimizer.
-
-        Kept for the ``range_test`` / ``plot`` / ``reset`` workflow. Unlike torch-lr-finder's, it does not
-        go back to the state the finder was *built* with: training done between building the finder and
-        calling ``reset()`` is kept.
+        """Nothing left to do: :meth:`range_test` has already restored the model and optimizer. Unlike
+        torch-lr-finder's, it does not go back to the state the finder was *built* with (later training is kept).
         """
         logger.debug("reset(): nothing to do, the state was restored when range_test ended")
 
-    # -- analysis ---------------------------------------------------------------------------------
     def get_suggested_lr(self, method: str = "default") -> float | None:
-        """lr_finder's suggested LR for the last curve (``method``: one of :func:`lr_finder.available_methods`),
-        or ``None`` (the reason is logged).
-
-        It reads the raw losses of the last :meth:`range_test`; a ``history`` whose LRs were changed since
-        (or filled by hand) is analysed as it is.
+        """lr_finder's suggested LR (``method``: one of :func:`lr_finder.available_methods`) from the raw
+        losses of the last :meth:`range_test`, or ``None`` (the reason is logged). A ``history`` whose LRs
+        were changed since (or filled by hand) is analysed as it is.
         """
         lrs = [float(v) for v in self.history["lr"]]
         if not lrs:
@@ -218,8 +203,8 @@ class LRFinder:
             ax: matplotlib axes to draw on; ``None`` makes a figure (shown where there is a display).
             suggest_lr: ``True`` (or ``"steepest"``, as torch-lr-finder spells it): mark torch-lr-finder's
                 suggestion, the steepest gradient of the plotted smoothed loss; another method name such as
-                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`get_suggested_lr`;
-                lr_finder's own ``"steepest"`` is ``get_suggested_lr("steepest")``); ``False``: no suggestion.
+                ``"default"``: mark lr_finder's suggestion of that method (see :meth:`get_suggested_lr`, which
+                gives lr_finder's own ``"steepest"``); ``False``: no suggestion.
 
         Returns:
             The axes, or ``(axes, suggested_lr)`` when ``suggest_lr`` is set (the LR is ``None`` when a
@@ -240,7 +225,8 @@ class LRFinder:
         lrs, losses = list(self.history["lr"]), list(self.history["loss"])
         if len(lrs) != len(losses):
             raise InputError(f"history has {len(lrs)} LRs but {len(losses)} losses: they must pair up")
-        theirs = _their_steepest(suggest_lr)
+        # torch-lr-finder reads True (and "steepest", as its docstring spells it) as its steepest-gradient point
+        theirs = suggest_lr in (True, "steepest")
         if theirs and len(lrs) < skip_start + skip_end + 2:
             raise RangeTestError(
                 f"Need at least {skip_start + skip_end + 2} iterations to suggest a learning rate. Got {len(lrs)}: "
@@ -248,55 +234,35 @@ class LRFinder:
             )
         end = max(len(lrs) - skip_end, 0)
         lrs, losses = lrs[skip_start:end], losses[skip_start:end]
-        suggested, mark = self._mark(lrs, losses, suggest_lr)
-        ax = _draw(lrs, losses, mark, log_lr, show_lr, ax)
+        suggested, mark = None, None
+        if theirs:
+            i = int(np.gradient(np.asarray(losses, dtype=float)).argmin())
+            suggested, mark = lrs[i], (i, "steepest gradient")
+            logger.info("Suggested LR (steepest gradient): %.2E", suggested)
+        elif suggest_lr:
+            suggested = self.get_suggested_lr(str(suggest_lr))
+            if suggested is not None and lrs:
+                i = int(np.argmin(np.abs(np.log(np.asarray(lrs, dtype=float)) - np.log(suggested))))
+                mark = (i, f"suggested ({suggest_lr})")
+                logger.info("Suggested LR (%s): %.2E", suggest_lr, suggested)
+        import matplotlib.pyplot as plt
+
+        # torch-lr-finder's figure: exactly one line and at most one scatter point, for code that reads
+        # ax.lines / ax.collections; a figure made here is shown where there is a display, else left open
+        shown = ax is None
+        if shown:
+            _, ax = plt.subplots()
+        ax.plot(lrs, losses)
+        if mark is not None:
+            i, label = mark
+            ax.scatter(lrs[i], losses[i], s=75, marker="o", color="red", zorder=3, label=label)
+            ax.legend()
+        if log_lr:
+            ax.set_xscale("log")
+        ax.set_xlabel("Learning rate")
+        ax.set_ylabel("Loss")
+        if show_lr is not None:
+            ax.axvline(x=show_lr, color="red")
+        if shown:
+            report.show()
         return (ax, suggested) if suggest_lr else ax
-
-    def _mark(
-        self, lrs: list[Any], losses: list[Any], suggest_lr: bool | str
-    ) -> tuple[float | None, tuple[float, float, str] | None]:
-        if not suggest_lr:
-            return None, None
-        if _their_steepest(suggest_lr):
-            i = steepest_index(losses)
-            logger.info("Suggested LR (steepest gradient): %.2E", lrs[i])
-            return lrs[i], (lrs[i], losses[i], "steepest gradient")
-        lr = self.get_suggested_lr(str(suggest_lr))
-        if lr is None or not lrs:
-            return lr, None
-        i = int(np.argmin(np.abs(np.log(np.asarray(lrs, dtype=float)) - np.log(lr))))
-        logger.info("Suggested LR (%s): %.2E", suggest_lr, lr)
-        return lr, (lrs[i], losses[i], f"suggested ({suggest_lr})")
-
-
-def _their_steepest(suggest_lr: Any) -> bool:
-    """torch-lr-finder reads any true value of ``suggest_lr`` (``"steepest"`` included, as its docstring
-    spells it) as its steepest-gradient point; only the name of another lr_finder method asks for ours."""
-    return bool(suggest_lr) and (not isinstance(suggest_lr, str) or suggest_lr == "steepest")
-
-
-def _draw(
-    lrs: list[Any], losses: list[Any], mark: tuple[float, float, str] | None, log_lr: bool, show_lr: float | None,
-    ax: Any,
-) -> Any:
-    """torch-lr-finder's plot: exactly one line (the curve) and, with ``mark = (lr, loss, label)``, one
-    scatter point, so that code reading ``ax.lines`` / ``ax.collections`` keeps working. A figure made here
-    is shown where there is a display, else left open for ``savefig``."""
-    import matplotlib.pyplot as plt
-
-    shown = ax is None
-    if shown:
-        _, ax = plt.subplots()
-    ax.plot(lrs, losses)
-    if mark is not None:
-        ax.scatter(mark[0], mark[1], s=75, marker="o", color="red", zorder=3, label=mark[2])
-        ax.legend()
-    if log_lr:
-        ax.set_xscale("log")
-    ax.set_xlabel("Learning rate")
-    ax.set_ylabel("Loss")
-    if show_lr is not None:
-        ax.axvline(x=show_lr, color="red")
-    if shown:
-        report.show()
-    return ax

@@ -1,7 +1,5 @@
-"""Turning torch-lr-finder's arguments into the core's: AMP options, loaders, start LRs, the device.
-
-Every check runs before anything is trained and names the fix.
-"""
+"""torch-lr-finder's arguments turned into the core's (AMP options, loaders, start LRs, the device), checked
+before anything is trained."""
 
 from __future__ import annotations
 
@@ -24,15 +22,15 @@ from .iterators import TrainDataLoaderIter, ValDataLoaderIter
 _AMP_CONFIG_KEYS = ("device_type", "dtype", "enabled", "cache_enabled")
 
 
-def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.device) -> tuple[bool, Any]:
-    """``(use_amp, amp_dtype)`` for the core from torch-lr-finder's ``amp_backend`` and ``amp_config``."""
+def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.device) -> dict[str, Any]:
+    """``use_amp`` (and ``amp_dtype``) for the core from torch-lr-finder's ``amp_backend`` and ``amp_config``."""
     if backend is None:
         if config is not None or grad_scaler is not None:
             warnings.warn(
                 "amp_config / grad_scaler are ignored without amp_backend='torch': the test runs in fp32",
                 stacklevel=3,
             )
-        return False, None
+        return {"use_amp": False}
     if backend == "apex":
         raise InputError(
             "amp_backend='apex' is not supported (NVIDIA apex.amp is deprecated): use amp_backend='torch', "
@@ -40,8 +38,7 @@ def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.devic
         )
     if backend != "torch":
         raise InputError(f"amp_backend={backend!r} is not a mixed-precision backend: pass 'torch' or None")
-    if config is None:
-        config = {}
+    config = {} if config is None else config
     if not isinstance(config, dict):
         raise InputTypeError(f"amp_config={config!r} must be a dict of torch.autocast arguments or None")
     unknown = sorted(set(config) - set(_AMP_CONFIG_KEYS))
@@ -54,7 +51,7 @@ def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.devic
             f"device_type={device.type!r} or move the model"
         )
     if not config.get("enabled", True):
-        return False, None
+        return {"use_amp": False}
     if device.type not in ("cuda", "cpu"):
         raise InputError(f"mixed precision on {device.type} is not supported: pass amp_backend=None")
     dtype = config.get("dtype", torch.float16 if device.type == "cuda" else torch.bfloat16)
@@ -62,27 +59,21 @@ def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.devic
         raise InputError(f"amp_config dtype={dtype!r} must be torch.float16 or torch.bfloat16")
     if dtype == torch.float16 and device.type != "cuda":
         raise InputError("amp_config dtype=torch.float16 needs CUDA; on CPU pass dtype=torch.bfloat16")
-    return True, dtype
+    return {"use_amp": True, "amp_dtype": dtype}
 
 
-def _torch_lr_finder_class(name: str) -> type | None:
-    """torch-lr-finder's own iterator class when that package is loaded, so its subclasses work here too."""
-    module = sys.modules.get("torch_lr_finder.lr_finder")
-    found = getattr(module, name, None)
-    return found if isinstance(found, type) else None
-
-
-def _is_iter(obj: Any, ours: type, name: str) -> bool:
-    theirs = _torch_lr_finder_class(name)
-    return isinstance(obj, ours) or (theirs is not None and isinstance(obj, theirs))
+def _accepted(loader: Any, ours: type) -> bool:
+    """A DataLoader, an instance of ``ours``, or of torch-lr-finder's class of the same name when that package
+    is loaded (its subclasses work here too)."""
+    theirs = getattr(sys.modules.get("torch_lr_finder.lr_finder"), ours.__name__, None)
+    return isinstance(loader, (DataLoader, ours)) or (isinstance(theirs, type) and isinstance(loader, theirs))
 
 
 class _Passes:
     """A re-iterable whose every ``iter()`` is ``start()``: the core cycles it and reads it in full."""
 
-    def __init__(self, start: Callable[[], Iterator[Any]], size: Any = None) -> None:
-        self._start = start
-        self._size = size
+    def __init__(self, start: Callable[[], Iterator[Any]], size: int | None = None) -> None:
+        self._start, self._size = start, size
 
     def __iter__(self) -> Iterator[Any]:
         return self._start()
@@ -90,13 +81,12 @@ class _Passes:
     def __len__(self) -> int:
         if self._size is None:
             raise TypeError("no length")
-        return int(self._size)
+        return self._size
 
 
 class Sources:
-    """The core's train and val loaders, made from torch-lr-finder's kinds: a ``DataLoader`` or a subclass of
-    :class:`TrainDataLoaderIter` / :class:`ValDataLoaderIter` (the overridden ``inputs_labels_from_batch``
-    gives ``(inputs, labels)``); anything else is refused, as torch-lr-finder refuses it.
+    """The core's train and val loaders from torch-lr-finder's kinds: a ``DataLoader`` or a
+    :class:`TrainDataLoaderIter` / :class:`ValDataLoaderIter`; anything else is refused, as torch-lr-finder does.
 
     The iterators over DataLoaders are made when the sweep starts, train then val, as torch-lr-finder makes
     them: ``iter(loader)`` draws from the global RNG, so the same draws in the same order give the same
@@ -104,61 +94,45 @@ class Sources:
     """
 
     def __init__(self, train_loader: Any, val_loader: Any) -> None:
-        self._train_loader, self._val_loader = train_loader, val_loader
-        train_ok = _is_iter(train_loader, TrainDataLoaderIter, "TrainDataLoaderIter")
-        if not (train_ok or isinstance(train_loader, DataLoader)):
+        if not _accepted(train_loader, TrainDataLoaderIter):
             raise InputError(
                 f"`train_loader` has unsupported type: {type(train_loader).__name__}. Pass a "
                 "torch.utils.data.DataLoader or a subclass of lr_finder.compat.TrainDataLoaderIter (override "
                 "inputs_labels_from_batch for other batches); lr_finder.LRFinder takes any iterable of batches"
             )
-        if val_loader is not None and not (
-            _is_iter(val_loader, ValDataLoaderIter, "ValDataLoaderIter") or isinstance(val_loader, DataLoader)
-        ):
+        if val_loader is not None and not _accepted(val_loader, ValDataLoaderIter):
             raise InputError(
                 f"`val_loader` has unsupported type: {type(val_loader).__name__}. Pass a torch.utils.data."
                 "DataLoader or a subclass of lr_finder.compat.ValDataLoaderIter (override "
                 "inputs_labels_from_batch for other batches), or None"
             )
+        self._loaders = train_loader, val_loader
         self._val_iter: Any = None
         sized = isinstance(train_loader, DataLoader) and hasattr(train_loader.sampler, "__len__")
-        size = len(train_loader) if sized else None
-        self.train = _Passes(self._start_train, size)
-        self.val = None if val_loader is None else _Passes(self._start_val)
+        self.train = _Passes(self._start_train, len(train_loader) if sized else None)
+        self.val = None if val_loader is None else _Passes(lambda: iter(self._val_iter))
 
     def _start_train(self) -> Iterator[Any]:
-        loader = self._train_loader
-        it = TrainDataLoaderIter(loader) if isinstance(loader, DataLoader) else loader
-        self._prepare_val()
+        train, val = self._loaders
+        it = TrainDataLoaderIter(train) if isinstance(train, DataLoader) else train
+        if val is not None and self._val_iter is None:  # the core starts the train loader first
+            self._val_iter = ValDataLoaderIter(val) if isinstance(val, DataLoader) else val
         return iter(it)
-
-    def _prepare_val(self) -> None:
-        if self._val_loader is not None and self._val_iter is None:
-            loader = self._val_loader
-            self._val_iter = ValDataLoaderIter(loader) if isinstance(loader, DataLoader) else loader
-
-    def _start_val(self) -> Iterator[Any]:
-        self._prepare_val()
-        return iter(self._val_iter)
 
 
 @contextlib.contextmanager
 def loaders_restored(*loaders: Any) -> Iterator[None]:
     """Put back what iterating the users' DataLoaders changes: their shuffling generators' states and a
     persistent-workers iterator the test created (the core does this for loaders it is given directly)."""
-    books = []
-    for loader in loaders:
-        data_loader = getattr(loader, "data_loader", loader)  # an iterator class's loader
-        if data_loader is None:
-            continue
-        states = [(g, g.get_state()) for g in loader_generators(data_loader)]
-        books.append((states, LoaderBookkeeping(data_loader)))
+    data_loaders = [getattr(loader, "data_loader", loader) for loader in loaders if loader is not None]
+    states = [(g, g.get_state()) for loader in data_loaders for g in loader_generators(loader)]
+    books = [LoaderBookkeeping(loader) for loader in data_loaders]
     try:
         yield
     finally:
-        for states, book in books:
-            for g, state in states:
-                g.set_state(state)
+        for g, state in states:
+            g.set_state(state)
+        for book in books:
             book.restore()
 
 
@@ -166,9 +140,9 @@ def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_
     """Each param group's first LR: ``start_lr`` (one number, or a list with one per group), or with
     ``start_lr=None`` the LR the group has now. Checked against ``end_lr`` before anything is trained."""
     groups = optimizer.param_groups
+    source = "start_lr"
     if start_lr is None:
-        values = [float(g["lr"]) for g in groups]
-        source = "the optimizer's LR (start_lr=None)"
+        values, source = [float(g["lr"]) for g in groups], "the optimizer's LR (start_lr=None)"
     elif isinstance(start_lr, (list, tuple)):
         if len(start_lr) != len(groups):
             raise InputError(
@@ -176,10 +150,8 @@ def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_
                 "pass one number, or one per group"
             )
         values = [check_lr(v, f"start_lr[{i}]") for i, v in enumerate(start_lr)]
-        source = "start_lr"
     else:
         values = [check_lr(start_lr, "start_lr")] * len(groups)
-        source = "start_lr"
     end = check_lr(end_lr, "end_lr")
     for i, value in enumerate(values):
         if not (math.isfinite(value) and (value > 0 or (step_mode == "linear" and i > 0 and value == 0))):
@@ -195,11 +167,14 @@ def base_lrs(optimizer: torch.optim.Optimizer, start_lr: Any, end_lr: Any, step_
     return values
 
 
-def placed_check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, target: torch.device) -> bool:
-    """Whether the model must move to ``target`` for the test; refuses what cannot move and come back."""
+@contextlib.contextmanager
+def placed(model: torch.nn.Module, optimizer: torch.optim.Optimizer, target: torch.device) -> Iterator[None]:
+    """The model on ``target`` for the test and back where it was afterwards, on every exit path; a model
+    that cannot move there and come back is refused first."""
     devices = {t.device for t in [*model.parameters(), *model.buffers()]}
     if not devices or all(same_device(d, target) for d in devices):
-        return False
+        yield
+        return
     if len(devices) > 1:
         raise InputError(
             f"device={str(target)!r} but the model spans {sorted(map(str, devices))}: pass device=None to train it "
@@ -212,19 +187,9 @@ def placed_check(model: torch.nn.Module, optimizer: torch.optim.Optimizer, targe
                     f"device={str(target)!r} but the optimizer's state ({key!r}) is on {value.device}: move the "
                     "model first and build the optimizer after, or pass device=None"
                 )
-    return True
-
-
-@contextlib.contextmanager
-def placed(model: torch.nn.Module, target: torch.device, move: bool) -> Iterator[None]:
-    """The model on ``target`` for the test and back where it was afterwards, on every exit path."""
-    if not move:
-        yield
-        return
-    home = next(iter([*model.parameters(), *model.buffers()])).device
-    model.to(target)
+    (home,) = devices
     try:
+        model.to(target)
         yield
     finally:
         model.to(home)
-

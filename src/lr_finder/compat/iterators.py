@@ -1,9 +1,5 @@
-"""torch-lr-finder's loader iterators: how a user turns any batch into ``(inputs, labels)``.
-
-Scripts written for torch-lr-finder subclass :class:`TrainDataLoaderIter` or :class:`ValDataLoaderIter` and
-override :meth:`DataLoaderIter.inputs_labels_from_batch` when their loader yields something other than
-``(inputs, labels, ...)`` tuples (dicts, custom batch objects). These classes iterate as torch-lr-finder's
-do, so such subclasses work unchanged with :class:`lr_finder.compat.LRFinder`.
+"""torch-lr-finder's loader iterators, which iterate as its own do: subclasses that override
+:meth:`DataLoaderIter.inputs_labels_from_batch` for batches other than ``(inputs, labels, ...)`` work unchanged.
 """
 
 from __future__ import annotations
@@ -12,22 +8,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import InputError, InputTypeError
-
-
-def inputs_labels(batch: Any) -> tuple[Any, Any]:
-    """The first two items of a tuple or list batch: ``(inputs, labels)``; further items are ignored."""
-    if not isinstance(batch, (list, tuple)):
-        raise InputTypeError(
-            f"Your batch type is not supported: {type(batch).__name__}. Subclass "
-            "lr_finder.compat.TrainDataLoaderIter (and ValDataLoaderIter for val_loader) and override "
-            "inputs_labels_from_batch(self, batch) to return (inputs, labels)"
-        )
-    if len(batch) < 2:
-        raise InputError(
-            f"a batch of {len(batch)} item(s) has no (inputs, labels): make the loader yield (inputs, labels, ...) "
-            "or override inputs_labels_from_batch in a TrainDataLoaderIter subclass"
-        )
-    return batch[0], batch[1]
 
 
 class DataLoaderIter(Iterator[tuple[Any, Any]]):
@@ -46,25 +26,28 @@ class DataLoaderIter(Iterator[tuple[Any, Any]]):
         return self.data_loader.dataset  # type: ignore[attr-defined]
 
     def inputs_labels_from_batch(self, batch_data: Any) -> tuple[Any, Any]:
-        """``(inputs, labels)`` of one batch; override it for batches that are not ``(inputs, labels, ...)``.
+        """``(inputs, labels)`` of one batch, the first two items of a tuple or list; override it for other
+        batches. The model is called as ``model(inputs)`` and the loss as ``criterion(outputs, labels)``."""
+        if not isinstance(batch_data, (list, tuple)):
+            raise InputTypeError(
+                f"Your batch type is not supported: {type(batch_data).__name__}. Subclass "
+                "lr_finder.compat.TrainDataLoaderIter (and ValDataLoaderIter for val_loader) and override "
+                "inputs_labels_from_batch(self, batch) to return (inputs, labels)"
+            )
+        if len(batch_data) < 2:
+            raise InputError(
+                f"a batch of {len(batch_data)} item(s) has no (inputs, labels): make the loader yield "
+                "(inputs, labels, ...) or override inputs_labels_from_batch in a TrainDataLoaderIter subclass"
+            )
+        return batch_data[0], batch_data[1]
 
-        The model is called as ``model(inputs)`` and the loss as ``criterion(outputs, labels)``.
-        """
-        return inputs_labels(batch_data)
-
-    def __iter__(self) -> DataLoaderIter:
-        return self
-
-    def __next__(self) -> tuple[Any, Any]:
+    def __next__(self) -> tuple[Any, Any]:  # __iter__ (return self) comes with Iterator
         return self.inputs_labels_from_batch(next(self._iterator))
 
 
 class TrainDataLoaderIter(DataLoaderIter):
-    """A :class:`DataLoaderIter` that starts the loader over when it ends (with ``auto_reset``, the default).
-
-    A range test usually needs more batches than one pass has, so it never runs out; with
-    ``auto_reset=False`` it raises ``StopIteration`` at the end of the loader.
-    """
+    """A :class:`DataLoaderIter` that starts the loader over when it ends, unless ``auto_reset=False`` (then
+    it raises ``StopIteration`` at the end of the loader)."""
 
     def __init__(self, data_loader: Iterable[Any], auto_reset: bool = True) -> None:
         super().__init__(data_loader)
@@ -82,9 +65,8 @@ class TrainDataLoaderIter(DataLoaderIter):
 
 
 class ValDataLoaderIter(DataLoaderIter):
-    """A :class:`DataLoaderIter` for one pass per evaluation: it ends with the loader, and ``iter()`` on it
-    starts a new pass once the previous one has ended (as ``for batch in it`` does); a pass left half-way
-    is continued, not restarted.
+    """A :class:`DataLoaderIter` for one pass per evaluation: ``iter()`` on it starts a new pass once the
+    previous one has ended (as ``for batch in it`` does); a pass left half-way is continued, not restarted.
     """
 
     def __init__(self, data_loader: Iterable[Any]) -> None:

@@ -1,9 +1,7 @@
-"""torch-lr-finder's sweep, smoothing, stop rule and suggestion, as pure functions and a small state.
+"""torch-lr-finder 0.2.2's sweep and stop rule, with its expressions in its order: the same numbers, bit for bit.
 
-They reproduce torch-lr-finder 0.2.2's numbers exactly (the same expressions in the same order), so that a
-script switched to :class:`lr_finder.compat.LRFinder` records the same learning rates and losses and stops
-at the same step. The one deliberate difference: for a best loss <= 0 the stop threshold is
-:func:`lr_finder.monitor.divergence_threshold`, because ``loss > diverge_th * best`` stops at once there.
+The one difference: for a best loss <= 0 the stop threshold is :func:`lr_finder.monitor.divergence_threshold`,
+because ``loss > diverge_th * best`` stops at once there.
 """
 
 from __future__ import annotations
@@ -11,8 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from ..monitor import divergence_threshold
 
@@ -22,27 +18,20 @@ def group_sweep(
 ) -> Callable[[int], tuple[float, list[float]]]:
     """``step -> (first group's LR, one LR per group)``: every group from its own base LR to ``end_lr``.
 
-    Exponential: ``base * (end_lr / base) ** r``; linear: ``base + r * (end_lr - base)``, with
-    ``r = step / (num_iter - 1)``. Unlike :func:`lr_finder.schedule.group_schedule` the groups' ratios are
-    not kept: all groups end at ``end_lr``.
+    Unlike :func:`lr_finder.schedule.group_schedule` the groups' ratios are not kept: all groups end at
+    ``end_lr`` (up to rounding, as in torch-lr-finder).
 
     >>> at = group_sweep([1e-3, 1e-5], 0.1, 3, "exp")
     >>> [round(v, 12) for v in at(1)[1]], at(2)[1]
     ([0.01, 0.001], [0.1, 0.1])
     """
-    span = num_iter - 1
-    if step_mode == "exp":
-
-        def values(r: float) -> list[float]:
-            return [base * (end_lr / base) ** r for base in base_lrs]
-
-    else:
-
-        def values(r: float) -> list[float]:
-            return [base + r * (end_lr - base) for base in base_lrs]
 
     def at(step: int) -> tuple[float, list[float]]:
-        lrs = values(step / span)
+        r = step / (num_iter - 1)
+        if step_mode == "exp":
+            lrs = [base * (end_lr / base) ** r for base in base_lrs]
+        else:
+            lrs = [base + r * (end_lr - base) for base in base_lrs]
         return lrs[0], lrs
 
     return at
@@ -52,11 +41,9 @@ def group_sweep(
 class EmaDivergence:
     """torch-lr-finder's smoothed loss and stop rule, fed the raw losses as they are recorded.
 
-    The smoothed loss starts at the first raw loss and then follows
-    ``smooth_f * raw + (1 - smooth_f) * previous`` (no bias correction; ``smooth_f=0`` keeps the raw loss);
-    the sweep stops after the first step whose smoothed loss exceeds ``diverge_th`` times the best so far.
-    Pass an instance as ``stop`` to :meth:`lr_finder.LRFinder.run`; ``smoothed`` and ``best`` are then the
-    curve and best loss torch-lr-finder reports.
+    An EMA started at the first raw loss, without bias correction; the sweep stops after the first step whose
+    smoothed loss exceeds ``diverge_th`` times the best so far. As ``stop`` of :meth:`lr_finder.LRFinder.run`,
+    ``smoothed`` and ``best`` are then torch-lr-finder's curve and best loss.
 
     >>> rule = EmaDivergence(smooth_f=0.5, diverge_th=2.0)
     >>> rule([1.0]), rule([1.0, 3.0]), rule([1.0, 3.0, 9.0]) is not None, rule.smoothed
@@ -71,11 +58,9 @@ class EmaDivergence:
     def __call__(self, raw_losses: Sequence[float]) -> str | None:
         for raw in raw_losses[len(self.smoothed) :]:
             if self.smoothed and self.smooth_f > 0:
-                value = self.smooth_f * raw + (1 - self.smooth_f) * self.smoothed[-1]
-            else:
-                value = raw
-            self.smoothed.append(value)
-            self.best = min(self.best, value)
+                raw = self.smooth_f * raw + (1 - self.smooth_f) * self.smoothed[-1]
+            self.smoothed.append(raw)
+            self.best = min(self.best, raw)
         if not self.smoothed:
             return None
         last = self.smoothed[-1]
@@ -86,14 +71,3 @@ class EmaDivergence:
                 f"smoothed loss {self.best:.4g}) at step {len(self.smoothed) - 1}"
             )
         return None
-
-
-def steepest_index(losses: Sequence[float]) -> int:
-    """Index of the steepest descent of ``losses`` against the step (``np.gradient``), torch-lr-finder's pick.
-
-    >>> steepest_index([10, 8, 4, 1, 4, 16])
-    2
-    """
-    if len(losses) < 2:
-        raise ValueError(f"the steepest point needs at least 2 losses, got {len(losses)}")
-    return int(np.gradient(np.asarray(losses, dtype=float)).argmin())

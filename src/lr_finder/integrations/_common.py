@@ -1,16 +1,20 @@
-"""What both framework integrations need: the missing-extra message, RNG isolation, gradient clipping."""
+"""What both framework integrations need: the missing-extra message, RNG isolation, and the range test run
+with a trainer's pieces (its settings, its gradient clipping)."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..batches import LossFn
+from ..finder import LRFinder
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -23,14 +27,11 @@ def require(module: str, extra: str, what: str) -> ModuleType:
 
 @contextlib.contextmanager
 def isolated_rng() -> Iterator[None]:
-    """Put the Python, NumPy and torch (CPU and initialised CUDA) RNG states back on exit.
-
-    The range test restores the RNGs around its own steps; this also covers what an integration does
-    before and after them (building a loader, calling a data module's ``setup``), so that the user's
-    training afterwards draws the same random numbers as it would have without the finder.
-    """
+    """Put the Python, NumPy and torch (CPU and initialised CUDA) RNG states back on exit: the range test
+    restores them around its own steps, this also around building a loader or a data module's ``setup``."""
     python, numpy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=_cuda_devices()):
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()  # forking would initialise CUDA
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
         try:
             yield
         finally:
@@ -38,40 +39,34 @@ def isolated_rng() -> Iterator[None]:
             np.random.set_state(numpy)
 
 
-def _cuda_devices() -> list[int]:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return list(range(torch.cuda.device_count()))
-    return []
+def trainer_settings(accumulation_steps: int, show_progress: bool, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+    """``range_test`` keywords that make the test train the way a trainer will (no ``amp_dtype``: fp32)."""
+    amp = {"use_amp": False} if amp_dtype is None else {"use_amp": True, "amp_dtype": amp_dtype}
+    return {"accumulation_steps": int(accumulation_steps), "show_progress": show_progress, **amp}
 
 
-@contextlib.contextmanager
-def clipped_gradients(
-    optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], value: float | None, by: str = "norm"
-) -> Iterator[None]:
-    """Clip the gradients of ``params`` before every step of ``optimizer`` while the block runs.
+def range_test(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, loader: Any, settings: dict[str, Any],
+    clip: float | None, clip_by: str | None = "norm",
+) -> LRFinder:
+    """The finished range test of ``model`` with a trainer's optimizer, loss, loader and settings.
 
-    A step pre-hook runs inside ``optimizer.step()``, which a GradScaler calls after unscaling and only
-    for finite gradients: the clipping sees the true gradients, as a trainer's own clipping does. The
-    hook is removed on exit; nothing is clipped when ``value`` is ``None`` or not positive.
+    With a positive ``clip`` the gradients are clipped (by norm, or by value with ``clip_by="value"``) in a
+    step pre-hook: ``optimizer.step()`` runs it, which a GradScaler calls after unscaling and only for finite
+    gradients, so the clipping sees the true gradients, as a trainer's own clipping does.
     """
-    if value is None or value <= 0:
-        yield
-        return
-    params = [p for p in params if p.requires_grad]
-    clip = torch.nn.utils.clip_grad_value_ if by == "value" else torch.nn.utils.clip_grad_norm_
+    finder = LRFinder(model, optimizer, None, loss_fn=loss_fn)
+    limit = clip or 0.0  # None or 0: no clipping
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip_fn = torch.nn.utils.clip_grad_value_ if clip_by == "value" else torch.nn.utils.clip_grad_norm_
 
-    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        clip(params, value)
+    def clip_gradients(*_: Any) -> None:  # a pre-hook returning a value would replace step()'s arguments
+        clip_fn(params, limit)
 
-    handle = optimizer.register_step_pre_hook(hook)
+    handle = optimizer.register_step_pre_hook(clip_gradients) if limit > 0 else None
     try:
-        yield
+        finder.range_test(loader, **settings)
     finally:
-        handle.remove()
-
-
-def amp_settings(dtype: torch.dtype | None) -> dict[str, Any]:
-    """``range_test`` keywords for a trainer's mixed precision: ``None`` means full precision."""
-    if dtype is None:
-        return {"use_amp": False}
-    return {"use_amp": True, "amp_dtype": dtype}
+        if handle is not None:
+            handle.remove()
+    return finder

@@ -5,42 +5,31 @@
 >>> module.lr = finder.get_suggested_lr()                              # doctest: +SKIP
 >>> Trainer(callbacks=[LRFinderCallback()]).fit(module, datamodule=dm)  # doctest: +SKIP
 
-What the test uses, from the module:
-
-* the optimizer of ``configure_optimizers()``, in any form Lightning accepts (an optimizer, a list of one,
-  ``([optimizer], [schedulers])``, a dict with ``"optimizer"`` and ``"lr_scheduler"``, a list of such
-  dicts). It is a fresh optimizer that only the test uses; the schedulers are not stepped, and the groups
-  start from the LRs they had before a scheduler's constructor changed them (a warm-up's factor 0, say),
-  keeping their ratios. Several optimizers (manual optimization) are refused;
-* the loss of ``training_step(batch, batch_idx)`` (a tensor, or a dict with ``"loss"``), after the batch
-  hooks ``on_before_batch_transfer``, ``transfer_batch_to_device`` and ``on_after_batch_transfer``.
-  ``self.log`` / ``self.log_dict`` calls are dropped during the test (the curve is in the finder's
-  history), so they work without a ``Trainer``. Overrides of ``backward``, ``optimizer_step``,
-  ``optimizer_zero_grad`` or ``configure_gradient_clipping`` are not called (a warning names them);
-* the batches of ``train_dataloaders``, of ``datamodule`` (``prepare_data``, ``setup("fit")``,
-  ``train_dataloader()``) or of the module's own ``train_dataloader()``.
-
-Inside ``fit`` (:class:`LRFinderCallback`), the trainer's settings apply too: ``accumulate_grad_batches``,
-``precision`` (``"16-mixed"`` / ``"bf16-mixed"`` as autocast with that dtype; other precisions train as
-the module is), ``gradient_clip_val`` / ``gradient_clip_algorithm``, and the progress bar.
-
-The module's parameters, buffers, gradients and train/eval modes, and the RNG states, come back bit for bit:
-``Trainer.fit`` after ``find_lr`` gives the losses it would have given without it.
+The test trains with the one optimizer of ``configure_optimizers()`` (in any of Lightning's forms; a fresh
+one, its groups at their LRs before a scheduler's constructor changed them; the schedulers are not stepped),
+the loss of ``training_step`` after the batch-transfer hooks (``self.log`` calls dropped), and the batches of
+``train_dataloaders``, ``datamodule`` or the module's ``train_dataloader()``. Overrides of ``backward``,
+``optimizer_step``, ``optimizer_zero_grad`` or ``configure_gradient_clipping`` are not called (a warning names
+them). Inside ``fit`` the trainer's ``accumulate_grad_batches``, ``precision`` (``"16-mixed"`` /
+``"bf16-mixed"`` as autocast), ``gradient_clip_val`` / ``gradient_clip_algorithm`` and progress bar apply too.
+The module's parameters, buffers, gradients, modes and the RNG states come back bit for bit: ``Trainer.fit``
+after ``find_lr`` gives the losses it would have given without it (see the README).
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from .._logging import logger
+from ..batches import LossFn
 from ..errors import InputError, InputTypeError
 from ..finder import LRFinder
-from ._common import amp_settings, clipped_gradients, isolated_rng, require
+from ._common import isolated_rng, range_test, require, trainer_settings
 
 require("lightning.pytorch", "lightning", "lr_finder.integrations.lightning")
 
@@ -51,9 +40,8 @@ from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_has
 
 __all__ = ["LRFinderCallback", "find_lr", "optimizer_of"]
 
-#: Hooks a Lightning training step may run that the range test does not call.
 _NOT_CALLED = ("backward", "optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping")
-_LR_NAMES = ("lr", "learning_rate")
+_LOG_METHODS = ("log", "log_dict")
 
 
 def find_lr(
@@ -80,8 +68,8 @@ def find_lr(
     if train_dataloaders is not None and datamodule is not None:
         raise InputError("give train_dataloaders or datamodule, not both (as for Trainer.fit)")
     with isolated_rng():
-        loader = _standalone_loader(module, train_dataloaders, datamodule)
-        return _run(module, loader, {}, (None, "norm"), range_test_kwargs)
+        loader = _single_loader(_standalone_loader(module, train_dataloaders, datamodule))
+        return _run(module, loader, range_test_kwargs)
 
 
 class LRFinderCallback(Callback):
@@ -133,14 +121,15 @@ class LRFinderCallback(Callback):
             )
         _check_module(pl_module)
         attr = _lr_attribute(pl_module, self.attr_name) if self.update_attr else None
-        clip = (trainer.gradient_clip_val, str(getattr(trainer.gradient_clip_algorithm, "value", "norm")))
+        dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(str(trainer.precision))
+        settings = trainer_settings(trainer.accumulate_grad_batches, trainer.progress_bar_callback is not None, dtype)
         with isolated_rng():
             loader = _single_loader(_fit_loader(trainer, pl_module))
-            self.finder = _run(pl_module, loader, _settings_from(trainer), clip, self.range_test_kwargs)
+            self.finder = _run(pl_module, loader, {**settings, **self.range_test_kwargs}, trainer.gradient_clip_val,
+                               trainer.gradient_clip_algorithm)
         self.lr = self.finder.get_suggested_lr(self.method)
-        if attr is None or self.lr is None:
-            return
-        _apply(trainer, pl_module, attr, self.lr)
+        if attr is not None and self.lr is not None:
+            _apply(trainer, pl_module, attr, self.lr)
 
 
 def _apply(trainer: Any, module: Any, attr: str, lr: float) -> None:
@@ -163,7 +152,7 @@ def _base_lrs(optimizers: list[torch.optim.Optimizer]) -> list[float]:
 
 
 def _run(
-    module: Any, loader: Any, settings: dict[str, Any], clip: tuple[Any, str], kwargs: dict[str, Any]
+    module: Any, loader: Any, settings: dict[str, Any], clip: float | None = None, clip_by: str | None = None
 ) -> LRFinder:
     optimizer = optimizer_of(module)
     for name in _NOT_CALLED:
@@ -173,10 +162,16 @@ def _run(
                 "backward pass and optimizer step with the optimizer of configure_optimizers()",
                 stacklevel=3,
             )
-    finder = LRFinder(module, optimizer, None, loss_fn=_StepLoss(module))
-    with _logging_dropped(module), clipped_gradients(optimizer, module.parameters(), clip[0], clip[1]):
-        finder.range_test(loader, **{**settings, **kwargs})
-    return finder
+    # self.log / self.log_dict do nothing during the test: outside fit they would warn or raise, inside it
+    # they would write the test's values into the trainer's metrics
+    saved = {name: module.__dict__[name] for name in _LOG_METHODS if name in module.__dict__}
+    module.__dict__.update(dict.fromkeys(_LOG_METHODS, lambda *args, **kwargs: None))
+    try:
+        return range_test(module, optimizer, _step_loss(module), loader, settings, clip, clip_by)
+    finally:
+        for name in _LOG_METHODS:
+            module.__dict__.pop(name, None)
+        module.__dict__.update(saved)
 
 
 def _overrides(module: Any, name: str) -> bool:
@@ -204,11 +199,8 @@ def _check_module(module: Any) -> None:
 
 
 def optimizer_of(module: Any) -> torch.optim.Optimizer:
-    """The one optimizer of ``module.configure_optimizers()``, its groups at their LRs before any scheduler.
-
-    Raises an :class:`~lr_finder.errors.InputError` for no optimizer or several (say which to test by
-    returning only that one), and when ``configure_optimizers`` needs a ``Trainer`` (use the callback).
-    """
+    """The one optimizer of ``module.configure_optimizers()``, its groups at their LRs before any scheduler;
+    an :class:`~lr_finder.errors.InputError` for none or several, or when it needs a ``Trainer``."""
     try:
         config = module.configure_optimizers()
     except RuntimeError as exc:
@@ -248,54 +240,32 @@ def _optimizers_in(config: Any) -> list[Any]:
     return [config]
 
 
-class _StepLoss:
+def _step_loss(module: Any) -> LossFn:
     """``loss_fn(model, batch)``: the batch hooks, then the loss of ``training_step(batch, batch_idx)``."""
+    batch_indices = itertools.count()
 
-    def __init__(self, module: Any) -> None:
-        self.module = module
-        self.batch_idx = 0
-
-    def __call__(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        module = self.module
+    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         batch = module.on_before_batch_transfer(batch, 0)
         batch = module.transfer_batch_to_device(batch, module.device, 0)
         batch = module.on_after_batch_transfer(batch, 0)
-        out = module.training_step(batch, self.batch_idx)
-        self.batch_idx += 1
+        batch_idx = next(batch_indices)
+        out = module.training_step(batch, batch_idx)
         if isinstance(out, Mapping):
             if "loss" not in out:
                 raise InputError(f"training_step returned a dict without 'loss' (keys {sorted(out)}): add it")
             out = out["loss"]
         if out is None:
             raise InputError(
-                f"training_step returned None for batch {self.batch_idx - 1}: Lightning skips such a batch, but "
+                f"training_step returned None for batch {batch_idx}: Lightning skips such a batch, but "
                 "each step of the range test needs a loss; return the loss for every batch"
             )
         return out  # type: ignore[no-any-return]
 
-
-@contextlib.contextmanager
-def _logging_dropped(module: Any) -> Iterator[None]:
-    """``self.log`` / ``self.log_dict`` do nothing while the block runs (outside ``fit`` they would warn or
-    raise, inside it they would write the test's values into the trainer's metrics)."""
-    names = ("log", "log_dict")
-    saved = {name: module.__dict__[name] for name in names if name in module.__dict__}
-    for name in names:
-        module.__dict__[name] = _ignore
-    try:
-        yield
-    finally:
-        for name in names:
-            module.__dict__.pop(name, None)
-        module.__dict__.update(saved)
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None
+    return loss
 
 
 def _lr_attribute(module: Any, name: str) -> str:
-    names = (name,) if name else _LR_NAMES
+    names = (name,) if name else ("lr", "learning_rate")
     for candidate in names:
         if lightning_hasattr(module, candidate):
             return candidate
@@ -306,19 +276,6 @@ def _lr_attribute(module: Any, name: str) -> str:
     )
 
 
-def _settings_from(trainer: Any) -> dict[str, Any]:
-    """``range_test`` keywords that make the test train the way the trainer will."""
-    precision = str(trainer.precision)
-    dtype = None
-    if precision.endswith("-mixed"):
-        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
-    return {
-        "accumulation_steps": int(trainer.accumulate_grad_batches),
-        "show_progress": trainer.progress_bar_callback is not None,
-        **amp_settings(dtype),
-    }
-
-
 def _standalone_loader(module: Any, train_dataloaders: Any, datamodule: Any) -> Any:
     if isinstance(train_dataloaders, LightningDataModule):  # Trainer.fit accepts it there too
         train_dataloaders, datamodule = None, train_dataloaders
@@ -327,11 +284,11 @@ def _standalone_loader(module: Any, train_dataloaders: Any, datamodule: Any) -> 
             raise InputTypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}")
         datamodule.prepare_data()
         datamodule.setup("fit")
-        return _single_loader(datamodule.train_dataloader())
+        return datamodule.train_dataloader()
     if train_dataloaders is not None:
-        return _single_loader(train_dataloaders)
+        return train_dataloaders
     if _overrides(module, "train_dataloader"):
-        return _single_loader(module.train_dataloader())
+        return module.train_dataloader()
     raise InputError(
         f"no training data: pass find_lr(module, train_dataloaders=...) or datamodule=..., or define "
         f"{type(module).__name__}.train_dataloader()"
@@ -340,8 +297,8 @@ def _standalone_loader(module: Any, train_dataloaders: Any, datamodule: Any) -> 
 
 def _fit_loader(trainer: Any, module: Any) -> Any:
     """The train loader(s) ``fit`` was given: its data source, else the datamodule or the module."""
-    source = getattr(trainer.fit_loop, "_data_source", None)  # no public handle on what fit() was given
-    if source is not None and source.is_defined():
+    source = trainer.fit_loop._data_source  # no public handle on what fit() was given
+    if source.is_defined():
         return source.dataloader()
     if trainer.datamodule is not None:
         return trainer.datamodule.train_dataloader()
@@ -352,13 +309,14 @@ def _single_loader(loaders: Any) -> Any:
     """One loader from what Lightning accepts as train loaders; a collection of several is refused."""
     if isinstance(loaders, CombinedLoader):
         loaders = loaders.iterables
-    if isinstance(loaders, Mapping) or isinstance(loaders, (list, tuple)):
-        items = list(loaders.values()) if isinstance(loaders, Mapping) else list(loaders)
-        if len(items) != 1:
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        if len(loaders) != 1:
             raise InputError(
-                f"{len(items)} train loaders were given: the range test draws its batches from one; pass that one"
+                f"{len(loaders)} train loaders were given: the range test draws its batches from one; pass that one"
             )
-        return items[0]
+        return loaders[0]
     if loaders is None:
         raise InputError("the train loader is None: return a DataLoader from train_dataloader()")
     return loaders
