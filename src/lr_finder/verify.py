@@ -60,10 +60,8 @@ def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | N
     var = sum((v - mean) ** 2 for v in tail) / (len(tail) - 1)
     stderr = math.sqrt(var / len(tail))
     # the first loss is measured before the first update: the same state and batch for every candidate
-    if mean >= values[0]:
-        problem = f"unstable: the loss ended above where it started ({values[0]:.4g})"
-        return Trial(lr, mean, stderr, len(losses), problem)
-    return Trial(lr, mean, stderr, len(losses))
+    problem = f"unstable: the loss ended above where it started ({values[0]:.4g})" if mean >= values[0] else None
+    return Trial(lr, mean, stderr, len(losses), problem)
 
 
 def choose(trials: Sequence[Trial], suggested: float) -> Verification:
@@ -80,7 +78,6 @@ def choose(trials: Sequence[Trial], suggested: float) -> Verification:
     if not stable:
         return Verification(None, suggested, tuple(trials), "no candidate trained stably: lower the LR range")
     best = min(stable, key=lambda t: t.score)
-    for t in stable:  # ascending LR: the first one indistinguishable from the best
-        if t.score <= best.score + max(best.stderr, t.stderr):
-            return Verification(t.lr, suggested, tuple(trials))
-    return Verification(best.lr, suggested, tuple(trials))  # pragma: no cover - best itself always qualifies
+    # ascending LR: the first one indistinguishable from the best (best itself always is)
+    lr = next(t.lr for t in stable if t.score <= best.score + max(best.stderr, t.stderr))
+    return Verification(lr, suggested, tuple(trials))
