@@ -5,9 +5,9 @@ flags, learning rates) are checked in :mod:`lr_finder.settings`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -18,11 +18,9 @@ from .loaders import is_one_shot
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
+    """The device of the model's first parameter (or buffer); CPU for a model without either."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def parse_device(device: Any) -> torch.device:
@@ -121,11 +119,8 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
                 f"optimizer.param_groups[{i}] has no 'lr': the range test sweeps the learning rate, so the "
                 "optimizer must have one"
             )
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    if not any(p.requires_grad for p in params):
-        raise InputError(
-            "the optimizer holds no parameter with requires_grad=True: there is nothing to train"
-        )
+    if not any(p.requires_grad for g in optimizer.param_groups for p in g["params"]):
+        raise InputError("the optimizer holds no parameter with requires_grad=True: there is nothing to train")
     _check_optimizer_covers(model, optimizer)
     uninit = torch.nn.parameter.UninitializedParameter
     if any(isinstance(p, uninit) for p in model.parameters()):
@@ -184,7 +179,7 @@ def check_loader(loader: Any, name: str, needed: int) -> None:
 
 def check_val_loader(loader: Any) -> None:
     check_loader(loader, "val_loader", 0)
-    if isinstance(loader, Iterator) and is_one_shot(loader):
+    if is_one_shot(loader):
         raise InputTypeError(
             "val_loader is a one-shot iterator, but it is read in full after every step: pass a re-iterable "
             "loader such as a DataLoader"
