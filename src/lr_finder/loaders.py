@@ -77,24 +77,20 @@ class BatchStream:
         try:
             batch = next(self._it)
         except StopIteration:
-            self._start_over()
+            if self.one_shot:
+                raise InputError(
+                    f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a re-iterable "
+                    "loader such as a DataLoader (it is cycled as needed), or lower num_iter"
+                ) from None
+            if self._in_pass == 0:
+                raise InputError(f"{self.name} yielded no batches: pass a loader with at least one batch") from None
+            self._it, self._in_pass = iter(self.loader), 0
             batch = next(self._it, _END)
             if batch is _END:
                 raise InputError(f"{self.name} yielded no batches on its second pass: it cannot be cycled") from None
         self._in_pass += 1
         self.total += 1
         return batch
-
-    def _start_over(self) -> None:
-        if self.one_shot:
-            raise InputError(
-                f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a re-iterable "
-                "loader such as a DataLoader (it is cycled as needed), or lower num_iter"
-            )
-        if self._in_pass == 0:
-            raise InputError(f"{self.name} yielded no batches: pass a loader with at least one batch")
-        self._it = iter(self.loader)
-        self._in_pass = 0
 
     def close(self) -> None:
         """Drop the pass in progress and put back the loader's bookkeeping. Safe to call more than once."""
@@ -108,13 +104,6 @@ _END = object()
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
     """Generators a DataLoader draws its shuffling from, so the data order after the test is unchanged."""
-    found = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        g = getattr(owner, "generator", None)
-        if isinstance(g, torch.Generator):
-            found.append(g)
-    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
-    g = getattr(inner, "generator", None)
-    if isinstance(g, torch.Generator):
-        found.append(g)
-    return found
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    owners = (loader, getattr(loader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None))
+    return [g for owner in owners if isinstance(g := getattr(owner, "generator", None), torch.Generator)]
