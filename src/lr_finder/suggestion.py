@@ -171,34 +171,23 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
 
 
-@dataclass(frozen=True)
-class Descent:
-    """The drop from the starting level to the lowest run of points, and its standard error under the
-    curve's own noise (always above zero)."""
+def descent(c: Curve) -> tuple[float, float]:
+    """The drop of the curve and its standard error under the curve's own noise (above zero).
 
-    drop: float
-    stderr: float
-
-    @property
-    def real(self) -> bool:
-        return self.drop > DESCENT_Z * self.stderr
-
-
-def descent(c: Curve) -> Descent:
-    """Is there a descent? From the mean of the first quarter of the curve (before the bottom: a descent
-    that starts early makes the drop smaller, never larger) to the bottom, the lowest mean of ``window``
-    consecutive informative points. Means, not the smoothed minimum, because their noise is known exactly
-    and is lower."""
+    From the mean of the first quarter of the curve (before the bottom: a descent that starts early makes
+    the drop smaller, never larger) to the bottom, the lowest mean of ``window`` consecutive informative
+    points. Means, not the smoothed minimum, because their noise is known exactly and is lower.
+    """
     w = window_length(c.n)
     means = window_means(c.y[: max(c.informative, w)], w)
     j = int(np.argmin(means))
     if j == 0:
-        return Descent(0.0, 1.0)
+        return 0.0, 1.0
     m = min(max(3, c.n // 4), j)
     level = float(np.mean(c.y[:m]))
     # floor: rounding noise of a curve without any noise must not make a flat curve "descend"
     noise = max(c.noise, 1e-9 * (1.0 + abs(level)))
-    return Descent(level - float(means[j]), noise * float(np.sqrt(1.0 / m + 1.0 / w)))
+    return level - float(means[j]), noise * float(np.sqrt(1.0 / m + 1.0 / w))
 
 
 _NO_DESCENT = (
@@ -279,19 +268,19 @@ def zone(c: Curve) -> tuple[int, int] | None:
     return lo, hi
 
 
-def rises(c: Curve, d: Descent) -> bool:
-    """Whether the loss rises after its minimum (it diverged): the end sits clearly above the minimum,
-    or the loss turned NaN or infinite."""
+def rises(c: Curve, drop: float) -> bool:
+    """Whether the loss rises after its minimum (it diverged): the end sits clearly above the minimum (by a
+    tenth of the ``drop`` before it), or the loss turned NaN or infinite."""
     tail = max(2, c.n // 20)
-    return c.ends_non_finite or (c.imin < c.n - tail and float(c.ys[-1] - c.ys[c.imin]) > 0.1 * d.drop)
+    return c.ends_non_finite or (c.imin < c.n - tail and float(c.ys[-1] - c.ys[c.imin]) > 0.1 * drop)
 
 
-def _diagnose(c: Curve, d: Descent, width: int) -> tuple[float, list[str]]:
+def _diagnose(c: Curve, drop: float, rose: bool, width: int) -> tuple[float, list[str]]:
     """Confidence in [0, 1] and the problems found, each with its fix."""
     notes: list[str] = []
-    snr = d.drop / max(c.noise, 1e-12)
+    snr = drop / max(c.noise, 1e-12)
     confidence = min(1.0, snr / 10.0)
-    if not rises(c, d):
+    if not rose:
         notes.append("loss never diverged: raise end_lr so the sweep reaches the LRs where training breaks")
         confidence *= 0.5
     if snr < 3.0:
@@ -322,16 +311,17 @@ def evaluate(c: Curve | str, name: str, method: Method, diverged_at: float | Non
     LR where the sweep stopped on a divergence, if it did (used only when there is no real descent)."""
     if isinstance(c, str):
         return Suggestion(None, name, reason=c, diagnostics=(c,))
-    d = descent(c)
-    z = zone(c) if d.real else None
+    drop, stderr = descent(c)
+    z = zone(c) if drop > DESCENT_Z * stderr else None
     if z is None and diverged_at is not None:
         return _below_divergence(c, name, diverged_at)
     if z is None:  # no method may pick a point out of flat or rising noise
         return Suggestion(None, name, reason=_NO_DESCENT, diagnostics=(_NO_DESCENT,))
-    confidence, notes = _diagnose(c, d, z[1] - z[0] + 1)
+    rose = rises(c, drop)
+    confidence, notes = _diagnose(c, drop, rose, z[1] - z[0] + 1)
     lr, i, reason = method(c)
     low, high = float(c.lrs[z[0]]), float(c.lrs[z[1]])
-    top = float(c.lrs[c.imin]) if rises(c, d) else None
+    top = float(c.lrs[c.imin]) if rose else None
     if lr is None:
         diagnostics = tuple(dict.fromkeys([reason or "", *notes]))
         return Suggestion(None, name, low, high, 0.0, reason, diagnostics, rises_from=top)
