@@ -16,11 +16,7 @@ from .errors import InputError
 
 
 def is_one_shot(loader: Any) -> bool:
-    """Whether ``loader`` can be iterated only once: an iterator whose ``iter()`` is itself.
-
-    An object with ``__next__`` whose ``__iter__`` returns a fresh iterator can be started over, and is
-    not one-shot.
-    """
+    """Whether ``loader`` can be iterated only once: an iterator whose ``iter()`` is itself (not a fresh one)."""
     return isinstance(loader, Iterator) and iter(loader) is loader
 
 

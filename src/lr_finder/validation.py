@@ -1,7 +1,5 @@
 """Checks of the objects a range test is given (model, optimizer, loaders, device, folder), for the core and
-compat alike, run before any training. Each message quotes the value and names the fix; single values (numbers,
-flags, learning rates) are checked in :mod:`lr_finder.settings`.
-"""
+compat alike, run before any training; each message quotes the value and names the fix."""
 
 from __future__ import annotations
 
@@ -63,11 +61,9 @@ def check_cache_dir(cache_dir: Any, *, exists: bool = False) -> None:
 def unwrap_optimizer(optimizer: Any, scaler: Any) -> tuple[Any, Any]:
     """The torch optimizer inside a thin wrapper (accelerate's ``AcceleratedOptimizer``), and its scaler.
 
-    Such a wrapper shares ``param_groups`` and ``state`` with the optimizer it wraps (``wrapper.optimizer``),
-    but its ``step()`` may do more than step: with fp16 it runs its own GradScaler (unscale, step, update),
-    and during gradient accumulation it may skip the step. The range test does its own scaling and
+    Such a wrapper shares ``param_groups`` with the optimizer it wraps, but its ``step()`` may run its own
+    GradScaler or skip the step during gradient accumulation. The range test does its own scaling and
     accumulation, so it steps the inner optimizer and adopts the wrapper's scaler when none was given.
-    Anything that is not such a wrapper is returned unchanged.
     """
     inner = getattr(optimizer, "optimizer", None)
     if not (

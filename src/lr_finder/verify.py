@@ -1,10 +1,7 @@
-"""Checking a suggestion by training: a few short runs at LRs around it, from the same starting state.
+"""The pure part of :meth:`lr_finder.LRFinder.verify`: scoring a short constant-LR run, choosing among them.
 
 A range test sees each LR for one step; an instability that grows over tens of steps (deep plain nets,
-recurrent nets, a constant LR) does not show in it. Verification trains ``len(factors)`` short runs at a
-constant LR, ``factors x`` the suggestion, each from the state the model had before the range test and on
-the same batches (the snapshot puts the RNGs and the loader's generator back between runs), and keeps the
-best run that stayed stable. This module holds the pure part: scoring a run and choosing among them.
+recurrent nets, a constant LR) does not show in it, so verification trains a few short runs around the pick.
 """
 
 from __future__ import annotations
