@@ -103,11 +103,7 @@ def _first_batched_tensor(obj: Any) -> torch.Tensor | None:
         items = [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
     else:
         return None
-    for item in items:
-        found = _first_batched_tensor(item)
-        if found is not None:
-            return found
-    return None
+    return next((found for found in map(_first_batched_tensor, items) if found is not None), None)
 
 
 def batch_size(batch: Any) -> int:

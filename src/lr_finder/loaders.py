@@ -1,9 +1,5 @@
-"""Drawing batches from the user's loader for a sweep, and leaving the loader as it was found.
-
-A loader shorter than the sweep is cycled; a one-shot iterator (a generator) cannot be, and running out of
-it is a clear error. Iterating a loader can change more than the data it yields; what the range test
-changes is saved first and put back by :meth:`BatchStream.close` (see :class:`LoaderBookkeeping`).
-"""
+"""Drawing batches from the user's loader for a sweep (cycled when it is shorter), and leaving the loader as
+it was found (see :class:`LoaderBookkeeping`)."""
 
 from __future__ import annotations
 
@@ -37,8 +33,8 @@ class LoaderBookkeeping:
     def __init__(self, loader: Any) -> None:
         self.loader = loader
         # DataLoader keeps the persistent iterator in a private attribute; there is no public handle on it
-        self.persistent = bool(getattr(loader, "persistent_workers", False)) and hasattr(loader, "_iterator")
-        self.iterator = getattr(loader, "_iterator", None) if self.persistent else None
+        persistent = bool(getattr(loader, "persistent_workers", False)) and hasattr(loader, "_iterator")
+        self.no_iterator_yet = persistent and loader._iterator is None
         state = getattr(loader, "gradient_state", None)
         references = getattr(state, "dataloader_references", None)
         self.references = None if references is None else list(references)
@@ -46,7 +42,7 @@ class LoaderBookkeeping:
         self.iteration = iteration if isinstance(iteration, int) else None
 
     def restore(self) -> None:
-        if self.persistent and self.iterator is None:
+        if self.no_iterator_yet:
             created = getattr(self.loader, "_iterator", None)
             if created is not None:
                 created._shutdown_workers()

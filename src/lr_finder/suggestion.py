@@ -13,7 +13,7 @@ grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class Suggestion:
     high: float | None = None
     confidence: float = 0.0
     reason: str | None = None
-    diagnostics: tuple[str, ...] = field(default_factory=tuple)
+    diagnostics: tuple[str, ...] = ()
     index: int | None = None
     rises_from: float | None = None
 
