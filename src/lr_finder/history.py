@@ -42,9 +42,7 @@ class History(dict):  # type: ignore[type-arg]
         dict.update(self, columns)
 
     def __getitem__(self, key: str) -> Any:
-        if key == "stop_reason":
-            return self.stop_reason
-        return dict.__getitem__(self, key)
+        return self.stop_reason if key == "stop_reason" else dict.__getitem__(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key == "stop_reason" or key in self else default
@@ -53,8 +51,6 @@ class History(dict):  # type: ignore[type-arg]
         if isinstance(other, History):
             return dict.__eq__(self, other) and (self.stop_reason, self.settings) == (other.stop_reason, other.settings)
         return dict.__eq__(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (History, (self.lr, self.loss, self.raw_loss, self.stop_reason, self.settings))

@@ -37,10 +37,7 @@ def same_device(actual: torch.device, wanted: torch.device) -> bool:
 def resolve_device(model: torch.nn.Module, device: Any) -> torch.device:
     """``device=None`` means the model's device; a device that disagrees with the model is an error."""
     actual = model_device(model)
-    if device is None:
-        return actual
-    wanted = parse_device(device)
-    if not same_device(actual, wanted):
+    if device is not None and not same_device(actual, wanted := parse_device(device)):
         raise InputError(
             f"{device=} but the model's parameters are on {actual}: move the model first "
             f"(model.to({str(wanted)!r})) and build the optimizer after, or pass device=None"
@@ -118,8 +115,7 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
     if not any(p.requires_grad for g in optimizer.param_groups for p in g["params"]):
         raise InputError("the optimizer holds no parameter with requires_grad=True: there is nothing to train")
     _check_optimizer_covers(model, optimizer)
-    uninit = torch.nn.parameter.UninitializedParameter
-    if any(isinstance(p, uninit) for p in model.parameters()):
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
         raise InputError(
             "the model has lazy (uninitialized) parameters: run one forward pass on a batch before creating "
             "the optimizer and LRFinder"

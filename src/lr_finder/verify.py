@@ -51,7 +51,7 @@ def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | N
     values = [v for v in losses if math.isfinite(v)]
     if stop_reason is not None or len(values) < planned:
         return Trial(lr, math.inf, 0.0, len(losses), f"unstable: {stop_reason or 'non-finite loss'}")
-    k = max(2, int(round(planned * TAIL)))
+    k = max(2, round(planned * TAIL))
     tail = values[-k:]
     mean = sum(tail) / len(tail)
     var = sum((v - mean) ** 2 for v in tail) / (len(tail) - 1)
