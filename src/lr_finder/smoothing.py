@@ -18,11 +18,8 @@ POLYORDER = 2
 
 
 def window_length(n: int) -> int:
-    """An odd window for ``n`` points: about a tenth of the curve, at least 5, never more than ``n``.
-
-    A fixed fraction of the curve is a fixed span of log LR, so the smoothing means the same thing
-    whatever the number of steps.
-    """
+    """An odd window for ``n`` points: about a tenth of the curve (a fixed span of log LR, so the smoothing
+    means the same whatever the number of steps), at least 5, never more than ``n``."""
     largest_odd = n if n % 2 else n - 1
     return max(1, min(max(5, round(n / 10) | 1), largest_odd))
 

@@ -133,9 +133,7 @@ def _check_optimizer_covers(model: torch.nn.Module, optimizer: torch.optim.Optim
     """
     held = {id(p) for g in optimizer.param_groups for p in g["params"]}
     named = list(model.named_parameters())
-    if not named:
-        return
-    if not any(id(p) in held for _, p in named):
+    if named and not any(id(p) in held for _, p in named):
         raise InputError(
             f"the optimizer holds none of the model's {len(named)} parameters (was it built for another "
             "model, or before the model was copied or re-created?): build it from this model, e.g. "
