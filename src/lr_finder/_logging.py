@@ -23,15 +23,10 @@ class _DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def get_logger() -> logging.Logger:
-    logger = logging.getLogger(LOGGER_NAME)
-    if not any(isinstance(h, _DefaultHandler) for h in logger.handlers):
-        handler = _DefaultHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
-    return logger
-
-
-logger = get_logger()
+logger = logging.getLogger(LOGGER_NAME)
+if not any(isinstance(h, _DefaultHandler) for h in logger.handlers):
+    _handler = _DefaultHandler()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(_handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)

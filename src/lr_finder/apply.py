@@ -1,9 +1,6 @@
-"""Put a suggested learning rate into an optimizer, keeping the param groups' ratios.
-
-The range test sweeps the *base* LR (that of the first param group with a positive LR) and moves every
-other group with it, keeping its ratio; the suggestion is therefore a base LR too. These helpers turn it
-into one LR per group the same way, for the optimizer itself or for a scheduler that takes per-group
-values such as ``OneCycleLR(max_lr=[...])``.
+"""Put a suggested learning rate into an optimizer, or a scheduler's per-group values, keeping the param
+groups' ratios: the range test sweeps the *base* LR (the first group's with a positive LR) and moves every
+other group with it, so the suggestion is a base LR too.
 """
 
 from __future__ import annotations
@@ -42,12 +39,10 @@ def group_lrs(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
 
 
 def apply_suggested_lr(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
-    """Set the optimizer's LRs from the suggested base LR ``lr``, keeping the groups' ratios; returns them.
+    """Set the optimizer's LRs from the suggested base LR ``lr`` as :func:`group_lrs` does; returns them.
 
-    The first group with a positive LR gets ``lr``, the others keep their ratio to it (see
-    :func:`group_lrs`). A tensor LR is filled in place. Apply it *before* creating an LR scheduler: a
-    scheduler already attached keeps its own base LRs (``initial_lr``) and would undo this at its next
-    step, which is warned about.
+    A tensor LR is filled in place. Apply it *before* creating an LR scheduler: a scheduler already
+    attached keeps its own base LRs (``initial_lr``) and would undo this at its next step (a warning).
 
     >>> model = torch.nn.Linear(2, 1)
     >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -1,15 +1,5 @@
-"""From a batch to a scalar loss: device transfer, the supported batch styles, and the loss checks.
-
-Supported without any adapter:
-
-* ``(inputs, targets)`` tuples or lists: ``criterion(model(inputs), targets)``; when ``inputs`` is itself a
-  tuple or list the model gets several arguments, ``model(*inputs)``.
-* dicts: ``model(**batch)``, the loss read from the output's ``loss`` (the Hugging Face convention), with
-  ``criterion=None``.
-* models that compute their own loss (an output object or dict with ``loss``) with ``criterion=None``.
-
-Anything else: ``loss_fn(model, batch) -> scalar loss tensor``.
-"""
+"""From a batch to a scalar loss: device transfer, the supported batch styles (see :func:`compute_loss`;
+anything else takes ``loss_fn(model, batch) -> scalar loss tensor``), and the loss checks."""
 
 from __future__ import annotations
 
@@ -96,10 +86,8 @@ def _call_model(model: torch.nn.Module, inputs: Any) -> Any:
 
 
 def _output_loss(output: Any) -> torch.Tensor | None:
-    if isinstance(output, Mapping):
-        loss = output.get("loss")
-    else:
-        loss = getattr(output, "loss", None)
+    """The ``loss`` tensor of a model's output (a dict or an object, the Hugging Face convention), if any."""
+    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
     return loss if isinstance(loss, torch.Tensor) else None
 
 
@@ -115,11 +103,7 @@ def _first_batched_tensor(obj: Any) -> torch.Tensor | None:
         items = [getattr(obj, f.name, None) for f in dataclasses.fields(obj)]
     else:
         return None
-    for item in items:
-        found = _first_batched_tensor(item)
-        if found is not None:
-            return found
-    return None
+    return next((found for found in map(_first_batched_tensor, items) if found is not None), None)
 
 
 def batch_size(batch: Any) -> int:
@@ -144,14 +128,14 @@ def compute_loss(
 ) -> torch.Tensor:
     """The loss of one batch, checked to be a scalar tensor (with a gradient path when ``need_grad``).
 
-    ``loss_fn(model, batch)`` when given; else a dict batch is ``model(**batch).loss``; else
-    ``(inputs, targets)`` is ``criterion(model(inputs), targets)`` (``model(*inputs)`` when ``inputs`` is
-    a tuple or list), or ``model(inputs).loss`` with ``criterion=None``. Errors name the fix.
+    ``loss_fn(model, batch)`` when given; else a dict batch is ``model(**batch).loss`` (``criterion=None``);
+    else ``(inputs, targets)`` is ``criterion(model(inputs), targets)`` (``model(*inputs)`` when ``inputs``
+    is a tuple or list: several model inputs), or ``model(inputs).loss`` with ``criterion=None``. Errors
+    name the fix.
     """
     loss: Any
     if loss_fn is not None:
-        loss = loss_fn(model, batch)
-        source = "loss_fn"
+        loss, source = loss_fn(model, batch), "loss_fn"
     elif isinstance(batch, Mapping):
         if criterion is not None:
             raise InputTypeError(
@@ -184,12 +168,9 @@ def compute_loss(
                 )
             source = "the model's output `loss`"
         else:
-            loss = criterion(output, targets)
-            source = "criterion"
+            loss, source = criterion(output, targets), "criterion"
     else:
-        kind = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (list, tuple)) else (
-            f"a {type(batch).__name__}"
-        )
+        kind = f"a {type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
         raise InputTypeError(f"each batch must be (inputs, targets) or a dict, got {kind}; " + _ADAPT)
     check_loss(loss, source, need_grad)
     return loss.reshape(())

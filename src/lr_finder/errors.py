@@ -1,15 +1,5 @@
-"""The exceptions lr_finder raises on purpose, typed by whose problem it is.
-
-* :class:`InputError` (a ``ValueError``): an argument, object or file the user gave is wrong; raised before
-  any training, with a message that quotes the value and names the fix. :class:`InputTypeError` is its
-  ``TypeError`` flavour (a value of the wrong type), :class:`StorageError` its ``OSError`` flavour (a folder
-  that cannot hold the outputs or the snapshot).
-* :class:`RangeTestError` (a ``RuntimeError``): the range test itself could not produce a curve (the loss
-  was not finite from the first step, for example).
-
-Callers, such as the ``lr-finder`` command, decide what to do by the type, never by where a traceback
-came from. Every one of them is also an :class:`LRFinderError`.
-"""
+"""The exceptions lr_finder raises on purpose, typed by whose problem it is: callers such as the ``lr-finder``
+command decide what to do by the type, never by where a traceback came from."""
 
 from __future__ import annotations
 
@@ -19,7 +9,8 @@ class LRFinderError(Exception):
 
 
 class InputError(LRFinderError, ValueError):
-    """An argument, object or file given by the user is wrong; nothing was trained or changed."""
+    """An argument, object or file given by the user is wrong; raised before anything was trained or changed,
+    with a message that quotes the value and names the fix."""
 
 
 class InputTypeError(InputError, TypeError):
@@ -27,8 +18,9 @@ class InputTypeError(InputError, TypeError):
 
 
 class StorageError(InputError, OSError):
-    """A path that cannot be used: not a folder, not writable, or without enough free space."""
+    """A path that cannot hold the outputs or the snapshot: not a folder, not writable, or without enough space."""
 
 
 class RangeTestError(LRFinderError, RuntimeError):
-    """The range test ran but could not record a usable curve; the state was restored."""
+    """The range test ran but could not record a usable curve (the loss was not finite from the first step,
+    for example); the state was restored."""

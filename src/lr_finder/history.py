@@ -34,33 +34,23 @@ class History(dict):  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
         columns = {key: tuple(float(v) for v in getattr(self, key)) for key in KEYS}
-        lengths = {key: len(values) for key, values in columns.items()}
-        if len(set(lengths.values())) > 1:
-            raise InputError(
-                f"history columns differ in length: lr {lengths['lr']}, loss {lengths['loss']}, "
-                f"raw_loss {lengths['raw_loss']}"
-            )
+        if len({len(values) for values in columns.values()}) > 1:
+            lengths = ", ".join(f"{key} {len(values)}" for key, values in columns.items())
+            raise InputError(f"history columns differ in length: {lengths}")
         for key, values in columns.items():
             object.__setattr__(self, key, values)
         dict.update(self, columns)
 
     def __getitem__(self, key: str) -> Any:
-        if key == "stop_reason":
-            return self.stop_reason
-        return dict.__getitem__(self, key)
+        return self.stop_reason if key == "stop_reason" else dict.__getitem__(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key == "stop_reason" or key in self else default
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, History):
-            return dict.__eq__(self, other) and (self.stop_reason, self.settings) == (
-                other.stop_reason,
-                other.settings,
-            )
+            return dict.__eq__(self, other) and (self.stop_reason, self.settings) == (other.stop_reason, other.settings)
         return dict.__eq__(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (History, (self.lr, self.loss, self.raw_loss, self.stop_reason, self.settings))

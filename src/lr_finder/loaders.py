@@ -1,9 +1,5 @@
-"""Drawing batches from the user's loader for a sweep, and leaving the loader as it was found.
-
-A loader shorter than the sweep is cycled; a one-shot iterator (a generator) cannot be, and running out of
-it is a clear error. Iterating a loader can change more than the data it yields; what the range test
-changes is saved first and put back by :meth:`BatchStream.close` (see :class:`LoaderBookkeeping`).
-"""
+"""Drawing batches from the user's loader for a sweep (cycled when it is shorter), and leaving the loader as
+it was found (see :class:`LoaderBookkeeping`)."""
 
 from __future__ import annotations
 
@@ -16,11 +12,7 @@ from .errors import InputError
 
 
 def is_one_shot(loader: Any) -> bool:
-    """Whether ``loader`` can be iterated only once: an iterator whose ``iter()`` is itself.
-
-    An object with ``__next__`` whose ``__iter__`` returns a fresh iterator can be started over, and is
-    not one-shot.
-    """
+    """Whether ``loader`` can be iterated only once: an iterator whose ``iter()`` is itself (not a fresh one)."""
     return isinstance(loader, Iterator) and iter(loader) is loader
 
 
@@ -41,8 +33,8 @@ class LoaderBookkeeping:
     def __init__(self, loader: Any) -> None:
         self.loader = loader
         # DataLoader keeps the persistent iterator in a private attribute; there is no public handle on it
-        self.persistent = bool(getattr(loader, "persistent_workers", False)) and hasattr(loader, "_iterator")
-        self.iterator = getattr(loader, "_iterator", None) if self.persistent else None
+        persistent = bool(getattr(loader, "persistent_workers", False)) and hasattr(loader, "_iterator")
+        self.no_iterator_yet = persistent and loader._iterator is None
         state = getattr(loader, "gradient_state", None)
         references = getattr(state, "dataloader_references", None)
         self.references = None if references is None else list(references)
@@ -50,7 +42,7 @@ class LoaderBookkeeping:
         self.iteration = iteration if isinstance(iteration, int) else None
 
     def restore(self) -> None:
-        if self.persistent and self.iterator is None:
+        if self.no_iterator_yet:
             created = getattr(self.loader, "_iterator", None)
             if created is not None:
                 created._shutdown_workers()
@@ -77,24 +69,20 @@ class BatchStream:
         try:
             batch = next(self._it)
         except StopIteration:
-            self._start_over()
+            if self.one_shot:
+                raise InputError(
+                    f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a re-iterable "
+                    "loader such as a DataLoader (it is cycled as needed), or lower num_iter"
+                ) from None
+            if self._in_pass == 0:
+                raise InputError(f"{self.name} yielded no batches: pass a loader with at least one batch") from None
+            self._it, self._in_pass = iter(self.loader), 0
             batch = next(self._it, _END)
             if batch is _END:
                 raise InputError(f"{self.name} yielded no batches on its second pass: it cannot be cycled") from None
         self._in_pass += 1
         self.total += 1
         return batch
-
-    def _start_over(self) -> None:
-        if self.one_shot:
-            raise InputError(
-                f"{self.name} (a one-shot iterator) ran out after {self.total} batches: pass a re-iterable "
-                "loader such as a DataLoader (it is cycled as needed), or lower num_iter"
-            )
-        if self._in_pass == 0:
-            raise InputError(f"{self.name} yielded no batches: pass a loader with at least one batch")
-        self._it = iter(self.loader)
-        self._in_pass = 0
 
     def close(self) -> None:
         """Drop the pass in progress and put back the loader's bookkeeping. Safe to call more than once."""
@@ -108,13 +96,6 @@ _END = object()
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
     """Generators a DataLoader draws its shuffling from, so the data order after the test is unchanged."""
-    found = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        g = getattr(owner, "generator", None)
-        if isinstance(g, torch.Generator):
-            found.append(g)
-    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
-    g = getattr(inner, "generator", None)
-    if isinstance(g, torch.Generator):
-        found.append(g)
-    return found
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    owners = (loader, getattr(loader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None))
+    return [g for owner in owners if isinstance(g := getattr(owner, "generator", None), torch.Generator)]

@@ -45,9 +45,7 @@ def group_ratios(base_lrs: Sequence[float]) -> list[float]:
     a group at LR 0 (frozen on purpose) stays at 0. When no group has a positive LR, all follow the sweep.
     """
     ref = next((lr for lr in base_lrs if lr > 0), None)
-    if ref is None:
-        return [1.0 for _ in base_lrs]
-    return [lr / ref for lr in base_lrs]
+    return [1.0] * len(base_lrs) if ref is None else [lr / ref for lr in base_lrs]
 
 
 def group_schedule(

@@ -1,10 +1,8 @@
 """The settings of one range test: built once from ``range_test``'s arguments, checked, then read-only.
 
-Every default lives here and only here: ``LRFinder.range_test``'s signature repeats them for readers
-of the API (a test pins the two together), and the ``lr-finder run`` options are derived from
-:data:`DEFAULTS`. Each check quotes the value and names the fix, before anything is trained. The checks of
-single values (a number, a flag, a learning rate) live here, for every caller; those of objects (the model,
-loaders, devices, folders) in :mod:`lr_finder.validation`. No numpy, no torch: this is the pure layer.
+Every default lives here only (``range_test``'s signature repeats them, a test pins the two together; the
+CLI reads :data:`DEFAULTS`), and so do the checks of single values for every caller; those of objects are
+in :mod:`lr_finder.validation`. No numpy, no torch: this is the pure layer.
 """
 
 from __future__ import annotations

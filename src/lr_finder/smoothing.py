@@ -1,9 +1,8 @@
-"""Zero-phase smoothing of a loss curve for analysis: Savitzky-Golay, or a centred moving average.
+"""Zero-phase smoothing of a loss curve for analysis: Savitzky-Golay, or without scipy (optional) a centred
+moving average of the same window.
 
-Pure numpy in, numpy out, linear or ``n log n`` in the curve's length whatever the window (a direct
-convolution with a window that is a tenth of the curve would be quadratic: minutes for a million points).
-scipy is optional: without it (or with ``use_scipy=False``) a centred moving average of the same window
-stands in, so the analysis works in minimal environments.
+Linear or ``n log n`` in the curve's length whatever the window (a direct convolution with a window that is
+a tenth of the curve would be quadratic: minutes for a million points).
 """
 
 from __future__ import annotations
@@ -19,22 +18,15 @@ POLYORDER = 2
 
 
 def window_length(n: int) -> int:
-    """An odd window for ``n`` points: about a tenth of the curve, at least 5, never more than ``n``.
-
-    A fixed fraction of the curve is a fixed span of log LR, so the smoothing means the same thing
-    whatever the number of steps.
-    """
-    w = max(5, int(round(n / 10)) | 1)
-    if w > n:
-        w = n if n % 2 == 1 else n - 1
-    return max(w, 1)
+    """An odd window for ``n`` points: about a tenth of the curve (a fixed span of log LR, so the smoothing
+    means the same whatever the number of steps), at least 5, never more than ``n``."""
+    largest_odd = n if n % 2 else n - 1
+    return max(1, min(max(5, round(n / 10) | 1), largest_odd))
 
 
 def window_means(values: np.ndarray, window: int) -> np.ndarray:
-    """The mean of every run of ``window`` consecutive values (``len(values) - window + 1`` of them).
-
-    From a cumulative sum centred on the mean (for precision): linear in the length.
-    """
+    """The mean of every run of ``window`` consecutive values, from a cumulative sum centred on the mean
+    (for precision)."""
     values = np.asarray(values, dtype=float)
     centre = float(np.mean(values)) if values.size else 0.0
     total = np.concatenate(([0.0], np.cumsum(values - centre)))
@@ -50,24 +42,19 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return window_means(np.pad(values, (half, window - 1 - half), mode="edge"), window)
 
 
-def savitzky_golay(values: np.ndarray, window: int, polyorder: int = POLYORDER) -> np.ndarray:
-    """``scipy.signal.savgol_filter(values, window, polyorder, mode="interp")``, in ``n log n``.
-
-    The interior is the filter's convolution, done by ``scipy.signal.convolve`` (direct for short
-    windows, FFT for long ones); the first and last half windows are the polynomial fitted to the first
-    and last full windows, as ``mode="interp"`` defines them.
-    """
+def savitzky_golay(values: np.ndarray, window: int) -> np.ndarray:
+    """``scipy.signal.savgol_filter(values, window, POLYORDER, mode="interp")`` in ``n log n``: its
+    convolution by ``scipy.signal.convolve`` (FFT for long windows), and the polynomials fitted to the first
+    and last full windows over the half windows at the ends, as ``mode="interp"`` defines them."""
     from scipy.signal import convolve, savgol_coeffs
 
     values = np.asarray(values, dtype=float)
     n, half = values.size, window // 2
-    out = np.asarray(convolve(values, savgol_coeffs(window, polyorder), mode="same"), dtype=float)
+    out = np.asarray(convolve(values, savgol_coeffs(window, POLYORDER), mode="same"), dtype=float)
     t = np.arange(window, dtype=float)
-    fit = np.polynomial.polynomial.polyfit
-    head = fit(t, values[:window], polyorder)
-    tail = fit(t, values[n - window :], polyorder)
-    out[:half] = np.polynomial.polynomial.polyval(t[:half], head)
-    out[n - half :] = np.polynomial.polynomial.polyval(t[window - half :], tail)
+    poly = np.polynomial.polynomial
+    out[:half] = poly.polyval(t[:half], poly.polyfit(t, values[:window], POLYORDER))
+    out[n - half :] = poly.polyval(t[window - half :], poly.polyfit(t, values[n - window :], POLYORDER))
     return out
 
 
@@ -85,9 +72,7 @@ def smooth(values: np.ndarray, window: int | None = None, *, use_scipy: bool | N
     if n < 3:
         return values.copy()
     w = window_length(n) if window is None else window
-    if use_scipy is None:
-        use_scipy = HAVE_SCIPY
-    if use_scipy and 5 <= w <= n:
+    if (HAVE_SCIPY if use_scipy is None else use_scipy) and 5 <= w <= n:
         return savitzky_golay(values, w)
     return moving_average(values, w)
 
@@ -113,6 +98,6 @@ def noise_level(values: np.ndarray) -> float:
     with np.errstate(all="ignore"):
         d2 = np.abs(v[:-2] - 2.0 * v[1:-1] + v[2:])
     d2[np.isnan(d2)] = np.inf  # an overflow is a huge difference, not a missing one
-    k = max(1, int(math.ceil(_KEEP * d2.size)))
+    k = math.ceil(_KEEP * d2.size)  # at least 1: d2 has a value
     kept = np.partition(d2, k - 1)[:k]
     return float(np.mean(kept) / _TRIMMED_MEAN / math.sqrt(6.0))

@@ -1,11 +1,8 @@
 """Learning-rate suggestions: pure functions of ``(lrs, losses)``, no torch, no plotting.
 
-One pipeline serves the suggestion, the plot and the benchmark: :func:`prepare` cleans the curve (finite
-points, LR > 0, increasing LR), caps the loss at its starting level, takes ``log(loss)`` when every loss
-is positive (the loss itself otherwise, so a negative log-likelihood works), smooths it without lag
-(:func:`lr_finder.smoothing.smooth`, clipped to the values observed) and takes its slope against log10 LR;
-:func:`evaluate` then asks whether the descent is real against the curve's own noise, lets the method
-pick a point, and adds the zones and the diagnostics. Every step is linear or ``n log n`` in the length.
+One pipeline serves the suggestion, the plot and the benchmark: :func:`prepare` cleans, caps, smooths the
+curve and takes its slope; :func:`evaluate` asks whether the descent is real against the curve's own noise,
+lets the method pick a point, and adds the zones and the diagnostics. Linear or ``n log n`` in the length.
 
 Feed it the per-step loss (``history["raw_loss"]``), not the EMA of ``history["loss"]``: the EMA lags
 about ``1 / smooth_f`` steps (1.6 decades of a 100-step sweep from 1e-7 to 10), and that lag in decades
@@ -16,7 +13,7 @@ grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,7 +69,7 @@ class Suggestion:
     high: float | None = None
     confidence: float = 0.0
     reason: str | None = None
-    diagnostics: tuple[str, ...] = field(default_factory=tuple)
+    diagnostics: tuple[str, ...] = ()
     index: int | None = None
     rises_from: float | None = None
 
@@ -98,13 +95,7 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class Curve:
-    """A cleaned curve: finite points, LR > 0, increasing LR, with its smoothed analysis values.
-
-    ``y`` is ``log(loss)`` when every loss is positive (``is_log``), else the loss; capped at ``cap``,
-    the starting level. ``noise`` is the standard deviation of ``y``'s point-to-point noise, measured
-    before the cap, up to the minimum (at least half the curve). ``ends_non_finite``: the loss became NaN or
-    infinite after the last usable point (it diverged).
-    """
+    """A cleaned curve (finite points, LR > 0, increasing LR) with its smoothed analysis values."""
 
     lrs: np.ndarray
     y: np.ndarray  # capped, transformed loss
@@ -113,9 +104,9 @@ class Curve:
     index: np.ndarray  # position of each point in the caller's arrays
     imin: int  # index of the lowest smoothed value
     cap: float
-    noise: float
-    is_log: bool
-    informative: int  # how many leading points say something (see _informative)
+    noise: float  # standard deviation of the point-to-point noise of the uncapped y (see prepare)
+    is_log: bool  # y is log(loss): every loss is positive
+    informative: int  # how many leading points say something (see prepare)
     ends_non_finite: bool = False  # the caller's losses turned NaN or infinite after the last point
 
     @property
@@ -126,7 +117,6 @@ class Curve:
     def loss(self) -> np.ndarray:
         """The smoothed curve in the loss's own units."""
         return np.exp(self.ys) if self.is_log else self.ys.copy()
-
 
 
 def _clean(
@@ -142,26 +132,8 @@ def _clean(
         keep = np.isfinite(x) & np.isfinite(v) & (x > 0)
     index = np.flatnonzero(keep)
     ends_non_finite = bool(index.size and not np.all(np.isfinite(v[index[-1] + 1 :])))
-    x, v = x[keep], v[keep]
-    if x.size and np.any(np.diff(x) <= 0):
-        order = np.argsort(x, kind="stable")
-        x, v, index = x[order], v[order], index[order]
-        first = np.concatenate(([True], np.diff(x) > 0))
-        x, v, index = x[first], v[first], index[first]
-    return x, v, index, ends_non_finite
-
-
-def start_block(n: int) -> int:
-    """How many leading points make the starting level: a tenth of the curve, at least 3."""
-    return max(3, n // 10)
-
-
-def _informative(ys: np.ndarray, imin: int, cap: float) -> int:
-    """How many leading points say something: past the minimum, once the smoothed curve reaches the cap,
-    the rest is the cap (the loss exploded) and neither its level nor its slope means anything."""
-    tol = 1e-9 * (1.0 + abs(cap))
-    at_cap = np.flatnonzero(ys[imin:] >= cap - tol)
-    return ys.size if at_cap.size == 0 else imin + int(at_cap[0]) + 1
+    x, first = np.unique(x[keep], return_index=True)  # sorted; of a repeated LR, its first point
+    return x, v[keep][first], index[first], ends_non_finite
 
 
 def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> Curve | str:
@@ -176,10 +148,10 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     is_log = bool(np.all(v > 0))
     with np.errstate(all="ignore"):
         uncapped = np.log(v) if is_log else v.copy()
-        # Cap at the starting level: past the minimum the loss explodes, often by orders of magnitude in
-        # a few steps; that carries no information about which LR to pick, and the jump makes the
-        # smoother ring and dig a false minimum just before it. min() caps losses of any sign.
-        cap = float(np.median(uncapped[: start_block(x.size)]))
+        # Cap at the starting level (the median of the first tenth, at least 3 points): past the minimum the
+        # loss explodes, often by orders of magnitude in a few steps; that carries no information about which
+        # LR to pick, and the jump makes the smoother ring and dig a false minimum just before it.
+        cap = float(np.median(uncapped[: max(3, x.size // 10)]))
         y = np.minimum(uncapped, cap)
         smoothed = smooth(y)
         grad = np.gradient(smoothed, np.log10(x))
@@ -189,7 +161,9 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     # minimum's position and the slope keep the smoother's own, so that a clipped bottom does not tie).
     ys = np.clip(smoothed, float(np.min(y)), cap)
     imin = int(np.argmin(smoothed))
-    stop = _informative(ys, imin, cap)
+    # Past the minimum, once the smoothed curve reaches the cap (the loss exploded), the rest says nothing.
+    at_cap = np.flatnonzero(ys[imin:] >= cap - 1e-9 * (1.0 + abs(cap)))
+    stop = ys.size if at_cap.size == 0 else imin + int(at_cap[0]) + 1
     # The noise of the loss itself (the cap would hide half of it), up to the minimum, where the curve is
     # smooth but for its noise (past it the loss may lurch about before it explodes); at least half the
     # curve, so that a minimum near the start (pure noise) is not judged on a handful of points.
@@ -197,35 +171,23 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
 
 
-@dataclass(frozen=True)
-class Descent:
-    """The drop from the starting level to the lowest run of points, and its standard error under the
-    curve's own noise (always above zero)."""
+def descent(c: Curve) -> tuple[float, float]:
+    """The drop of the curve and its standard error under the curve's own noise (above zero).
 
-    drop: float
-    stderr: float
-
-    @property
-    def real(self) -> bool:
-        return self.drop > DESCENT_Z * self.stderr
-
-
-def descent(c: Curve) -> Descent:
-    """Is there a descent? The bottom is the lowest mean of ``window`` consecutive points (before the
-    curve reaches its cap after the minimum); the starting level, the mean of the first quarter of the
-    curve (only points before that run; a descent that starts early lowers it: a smaller drop, never a
-    larger one). Each mean's standard error: the curve's noise over the square root of its count. Means,
-    not the smoothed minimum, because their noise is known exactly and is lower."""
+    From the mean of the first quarter of the curve (before the bottom: a descent that starts early makes
+    the drop smaller, never larger) to the bottom, the lowest mean of ``window`` consecutive informative
+    points. Means, not the smoothed minimum, because their noise is known exactly and is lower.
+    """
     w = window_length(c.n)
     means = window_means(c.y[: max(c.informative, w)], w)
     j = int(np.argmin(means))
     if j == 0:
-        return Descent(0.0, 1.0)
+        return 0.0, 1.0
     m = min(max(3, c.n // 4), j)
     level = float(np.mean(c.y[:m]))
     # floor: rounding noise of a curve without any noise must not make a flat curve "descend"
     noise = max(c.noise, 1e-9 * (1.0 + abs(level)))
-    return Descent(level - float(means[j]), noise * float(np.sqrt(1.0 / m + 1.0 / w)))
+    return level - float(means[j]), noise * float(np.sqrt(1.0 / m + 1.0 / w))
 
 
 _NO_DESCENT = (
@@ -249,23 +211,17 @@ def _minimum(c: Curve) -> Pick:
     return lr, None if c.lrs[min(i, c.n - 1)] != lr else i, None
 
 
-def _points_per_decade(c: Curve, i: int, half: int = 3) -> float:
-    """The sweep's density around point ``i``: recorded steps per decade of LR."""
-    lo, hi = max(0, i - half), min(c.n - 1, i + half)
-    span = float(np.log10(c.lrs[hi] / c.lrs[lo])) if hi > lo else 0.0
-    return (hi - lo) / span if span > 0 else float("nan")
-
-
 def _backoff(c: Curve) -> Pick:
-    """The LR of the loss minimum divided by ``BACKOFF_DIVISOR`` (3) at the density of a 100-step sweep from
-    1e-7 to 10, the divisor scaled by ``REFERENCE_DENSITY / density`` and kept within ``BACKOFF_BOUNDS``.
+    """The LR of the loss minimum over ``BACKOFF_DIVISOR``, scaled by ``REFERENCE_DENSITY / density`` (the
+    sweep's steps per decade around the minimum) and kept within ``BACKOFF_BOUNDS``.
 
     The more steps a sweep spends per decade, the more the model has trained when it reaches an LR and
     the sooner a divergence shows: the whole curve moves to lower LRs, about a factor 2 per doubling of
     ``num_iter``. Scaling the divisor with the density keeps the suggestion where it was.
     """
-    d = _points_per_decade(c, c.imin)
-    k = BACKOFF_DIVISOR * REFERENCE_DENSITY / d if np.isfinite(d) and d > 0 else BACKOFF_DIVISOR
+    lo, hi = max(0, c.imin - 3), min(c.n - 1, c.imin + 3)  # hi > lo: at least MIN_POINTS points
+    span = float(np.log10(c.lrs[hi] / c.lrs[lo]))  # 0 only when LRs a few ulps apart round to one ratio
+    k = BACKOFF_DIVISOR * REFERENCE_DENSITY / ((hi - lo) / span) if span > 0 else BACKOFF_DIVISOR
     lr = float(c.lrs[c.imin]) / float(np.clip(k, *BACKOFF_BOUNDS))
     if lr < c.lrs[0]:
         return None, None, "the loss minimum is too close to start_lr: lower start_lr"
@@ -285,7 +241,6 @@ def _valley(c: Curve) -> Pick:
 Method = Callable[[Curve], Pick]
 #: The methods by name. :func:`evaluate` calls one only on a curve whose descent is real, so it may rely
 #: on a minimum past the first point and a negative slope before it.
-
 METHODS: dict[str, Method] = {
     "backoff": _backoff,
     "steepest": _steepest,
@@ -313,19 +268,19 @@ def zone(c: Curve) -> tuple[int, int] | None:
     return lo, hi
 
 
-def rises(c: Curve, d: Descent) -> bool:
-    """Whether the loss rises after its minimum (it diverged): the end sits clearly above the minimum,
-    or the loss turned NaN or infinite."""
+def rises(c: Curve, drop: float) -> bool:
+    """Whether the loss rises after its minimum (it diverged): the end sits clearly above the minimum (by a
+    tenth of the ``drop`` before it), or the loss turned NaN or infinite."""
     tail = max(2, c.n // 20)
-    return c.ends_non_finite or (c.imin < c.n - tail and float(c.ys[-1] - c.ys[c.imin]) > 0.1 * d.drop)
+    return c.ends_non_finite or (c.imin < c.n - tail and float(c.ys[-1] - c.ys[c.imin]) > 0.1 * drop)
 
 
-def _diagnose(c: Curve, d: Descent, width: int) -> tuple[float, list[str]]:
+def _diagnose(c: Curve, drop: float, rose: bool, width: int) -> tuple[float, list[str]]:
     """Confidence in [0, 1] and the problems found, each with its fix."""
     notes: list[str] = []
-    snr = d.drop / max(c.noise, 1e-12)
+    snr = drop / max(c.noise, 1e-12)
     confidence = min(1.0, snr / 10.0)
-    if not rises(c, d):
+    if not rose:
         notes.append("loss never diverged: raise end_lr so the sweep reaches the LRs where training breaks")
         confidence *= 0.5
     if snr < 3.0:
@@ -336,7 +291,7 @@ def _diagnose(c: Curve, d: Descent, width: int) -> tuple[float, list[str]]:
     if width < 3:
         notes.append("the descent spans fewer than 3 points: raise num_iter for a finer sweep")
         confidence *= 0.5
-    return float(np.clip(confidence, 0.0, 1.0)), notes
+    return confidence, notes  # in (0, 1]: a real descent has drop > 0
 
 
 def _below_divergence(c: Curve, name: str, diverged_at: float) -> Suggestion:
@@ -356,16 +311,17 @@ def evaluate(c: Curve | str, name: str, method: Method, diverged_at: float | Non
     LR where the sweep stopped on a divergence, if it did (used only when there is no real descent)."""
     if isinstance(c, str):
         return Suggestion(None, name, reason=c, diagnostics=(c,))
-    d = descent(c)
-    z = zone(c) if d.real else None
+    drop, stderr = descent(c)
+    z = zone(c) if drop > DESCENT_Z * stderr else None
     if z is None and diverged_at is not None:
         return _below_divergence(c, name, diverged_at)
     if z is None:  # no method may pick a point out of flat or rising noise
         return Suggestion(None, name, reason=_NO_DESCENT, diagnostics=(_NO_DESCENT,))
-    confidence, notes = _diagnose(c, d, z[1] - z[0] + 1)
+    rose = rises(c, drop)
+    confidence, notes = _diagnose(c, drop, rose, z[1] - z[0] + 1)
     lr, i, reason = method(c)
     low, high = float(c.lrs[z[0]]), float(c.lrs[z[1]])
-    top = float(c.lrs[c.imin]) if rises(c, d) else None
+    top = float(c.lrs[c.imin]) if rose else None
     if lr is None:
         diagnostics = tuple(dict.fromkeys([reason or "", *notes]))
         return Suggestion(None, name, low, high, 0.0, reason, diagnostics, rises_from=top)
@@ -410,7 +366,6 @@ def analyze(
     if name not in METHODS:
         raise InputError(f"{method=} is not one of {available_methods()}")
     return evaluate(prepare(lrs, losses), name, METHODS[name], diverged_at)
-
 
 
 def analyze_history(history: History, method: str = "default") -> Suggestion:

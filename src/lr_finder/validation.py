@@ -1,13 +1,11 @@
 """Checks of the objects a range test is given (model, optimizer, loaders, device, folder), for the core and
-compat alike, run before any training. Each message quotes the value and names the fix; single values (numbers,
-flags, learning rates) are checked in :mod:`lr_finder.settings`.
-"""
+compat alike, run before any training; each message quotes the value and names the fix."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -18,11 +16,9 @@ from .loaders import is_one_shot
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
+    """The device of the model's first parameter (or buffer); CPU for a model without either."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def parse_device(device: Any) -> torch.device:
@@ -41,10 +37,7 @@ def same_device(actual: torch.device, wanted: torch.device) -> bool:
 def resolve_device(model: torch.nn.Module, device: Any) -> torch.device:
     """``device=None`` means the model's device; a device that disagrees with the model is an error."""
     actual = model_device(model)
-    if device is None:
-        return actual
-    wanted = parse_device(device)
-    if not same_device(actual, wanted):
+    if device is not None and not same_device(actual, wanted := parse_device(device)):
         raise InputError(
             f"{device=} but the model's parameters are on {actual}: move the model first "
             f"(model.to({str(wanted)!r})) and build the optimizer after, or pass device=None"
@@ -65,11 +58,9 @@ def check_cache_dir(cache_dir: Any, *, exists: bool = False) -> None:
 def unwrap_optimizer(optimizer: Any, scaler: Any) -> tuple[Any, Any]:
     """The torch optimizer inside a thin wrapper (accelerate's ``AcceleratedOptimizer``), and its scaler.
 
-    Such a wrapper shares ``param_groups`` and ``state`` with the optimizer it wraps (``wrapper.optimizer``),
-    but its ``step()`` may do more than step: with fp16 it runs its own GradScaler (unscale, step, update),
-    and during gradient accumulation it may skip the step. The range test does its own scaling and
+    Such a wrapper shares ``param_groups`` with the optimizer it wraps, but its ``step()`` may run its own
+    GradScaler or skip the step during gradient accumulation. The range test does its own scaling and
     accumulation, so it steps the inner optimizer and adopts the wrapper's scaler when none was given.
-    Anything that is not such a wrapper is returned unchanged.
     """
     inner = getattr(optimizer, "optimizer", None)
     if not (
@@ -121,14 +112,10 @@ def check_objects(model: Any, optimizer: Any, criterion: Any, scaler: Any) -> No
                 f"optimizer.param_groups[{i}] has no 'lr': the range test sweeps the learning rate, so the "
                 "optimizer must have one"
             )
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    if not any(p.requires_grad for p in params):
-        raise InputError(
-            "the optimizer holds no parameter with requires_grad=True: there is nothing to train"
-        )
+    if not any(p.requires_grad for g in optimizer.param_groups for p in g["params"]):
+        raise InputError("the optimizer holds no parameter with requires_grad=True: there is nothing to train")
     _check_optimizer_covers(model, optimizer)
-    uninit = torch.nn.parameter.UninitializedParameter
-    if any(isinstance(p, uninit) for p in model.parameters()):
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
         raise InputError(
             "the model has lazy (uninitialized) parameters: run one forward pass on a batch before creating "
             "the optimizer and LRFinder"
@@ -146,9 +133,7 @@ def _check_optimizer_covers(model: torch.nn.Module, optimizer: torch.optim.Optim
     """
     held = {id(p) for g in optimizer.param_groups for p in g["params"]}
     named = list(model.named_parameters())
-    if not named:
-        return
-    if not any(id(p) in held for _, p in named):
+    if named and not any(id(p) in held for _, p in named):
         raise InputError(
             f"the optimizer holds none of the model's {len(named)} parameters (was it built for another "
             "model, or before the model was copied or re-created?): build it from this model, e.g. "
@@ -184,7 +169,7 @@ def check_loader(loader: Any, name: str, needed: int) -> None:
 
 def check_val_loader(loader: Any) -> None:
     check_loader(loader, "val_loader", 0)
-    if isinstance(loader, Iterator) and is_one_shot(loader):
+    if is_one_shot(loader):
         raise InputTypeError(
             "val_loader is a one-shot iterator, but it is read in full after every step: pass a re-iterable "
             "loader such as a DataLoader"

@@ -1,10 +1,7 @@
-"""Checking a suggestion by training: a few short runs at LRs around it, from the same starting state.
+"""The pure part of :meth:`lr_finder.LRFinder.verify`: scoring a short constant-LR run, choosing among them.
 
 A range test sees each LR for one step; an instability that grows over tens of steps (deep plain nets,
-recurrent nets, a constant LR) does not show in it. Verification trains ``len(factors)`` short runs at a
-constant LR, ``factors x`` the suggestion, each from the state the model had before the range test and on
-the same batches (the snapshot puts the RNGs and the loader's generator back between runs), and keeps the
-best run that stayed stable. This module holds the pure part: scoring a run and choosing among them.
+recurrent nets, a constant LR) does not show in it, so verification trains a few short runs around the pick.
 """
 
 from __future__ import annotations
@@ -54,16 +51,14 @@ def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | N
     values = [v for v in losses if math.isfinite(v)]
     if stop_reason is not None or len(values) < planned:
         return Trial(lr, math.inf, 0.0, len(losses), f"unstable: {stop_reason or 'non-finite loss'}")
-    k = max(2, int(round(planned * TAIL)))
+    k = max(2, round(planned * TAIL))
     tail = values[-k:]
     mean = sum(tail) / len(tail)
     var = sum((v - mean) ** 2 for v in tail) / (len(tail) - 1)
     stderr = math.sqrt(var / len(tail))
     # the first loss is measured before the first update: the same state and batch for every candidate
-    if mean >= values[0]:
-        problem = f"unstable: the loss ended above where it started ({values[0]:.4g})"
-        return Trial(lr, mean, stderr, len(losses), problem)
-    return Trial(lr, mean, stderr, len(losses))
+    problem = f"unstable: the loss ended above where it started ({values[0]:.4g})" if mean >= values[0] else None
+    return Trial(lr, mean, stderr, len(losses), problem)
 
 
 def choose(trials: Sequence[Trial], suggested: float) -> Verification:
@@ -80,7 +75,6 @@ def choose(trials: Sequence[Trial], suggested: float) -> Verification:
     if not stable:
         return Verification(None, suggested, tuple(trials), "no candidate trained stably: lower the LR range")
     best = min(stable, key=lambda t: t.score)
-    for t in stable:  # ascending LR: the first one indistinguishable from the best
-        if t.score <= best.score + max(best.stderr, t.stderr):
-            return Verification(t.lr, suggested, tuple(trials))
-    return Verification(best.lr, suggested, tuple(trials))  # pragma: no cover - best itself always qualifies
+    # ascending LR: the first one indistinguishable from the best (best itself always is)
+    lr = next(t.lr for t in stable if t.score <= best.score + max(best.stderr, t.stderr))
+    return Verification(lr, suggested, tuple(trials))
