@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lr_finder import LRFinder
@@ -30,13 +30,14 @@ trials = st.lists(
 
 
 @given(trials)
+@example([Trial(1.0, 1.0, 0.0, 20), Trial(3.0, 0.0, 0.0, 20), Trial(2.0, 0.0, 1.0, 20)])  # a tie for the best
 def test_the_choice_is_a_stable_trial_no_higher_than_the_best(ts):
     v = choose(ts, 1e-3)
     stable = [t for t in ts if t.stable]
     if not stable:
         assert v.lr is None and v.reason
         return
-    best = min(stable, key=lambda t: t.score)
+    best = min(stable, key=lambda t: (t.score, t.lr))  # of tied scores, the lowest LR is the best
     chosen = next(t for t in stable if t.lr == v.lr)
     assert chosen.lr <= best.lr or chosen.score == best.score
     assert chosen.score <= best.score + max(best.stderr, chosen.stderr)

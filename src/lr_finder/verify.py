@@ -62,7 +62,8 @@ def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | N
 
 
 def choose(trials: Sequence[Trial], suggested: float) -> Verification:
-    """The LR of the lowest-scoring stable trial; a lower LR within one standard error of it wins.
+    """The LR of the lowest-scoring stable trial (of tied scores, the lowest LR's); a lower LR within one
+    standard error of it wins.
 
     Preferring the lower of two runs that noise cannot tell apart puts the errors on the safe side: a
     too-low LR costs some speed, a too-high one can diverge later in training.
@@ -74,7 +75,7 @@ def choose(trials: Sequence[Trial], suggested: float) -> Verification:
     stable = sorted((t for t in trials if t.stable), key=lambda t: t.lr)
     if not stable:
         return Verification(None, suggested, tuple(trials), "no candidate trained stably: lower the LR range")
-    best = min(stable, key=lambda t: t.score)
+    best = min(stable, key=lambda t: (t.score, t.lr))
     # ascending LR: the first one indistinguishable from the best (best itself always is)
     lr = next(t.lr for t in stable if t.score <= best.score + max(best.stderr, t.stderr))
     return Verification(lr, suggested, tuple(trials))
