@@ -9,6 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lr_finder import LRFinder
+from lr_finder.errors import InputError
 from lr_finder.verify import Trial, choose, score
 
 from tasks import assert_same_state, digits_mlp, state_of
@@ -70,3 +71,25 @@ def test_verify_without_a_suggestion_says_so():
     f.range_test(task.loader, start_lr=1e-9, end_lr=1e-8, num_iter=10, **RT)  # flat: nothing to suggest
     v = f.verify(task.loader)
     assert v.lr is None and math.isnan(v.suggested) and v.trials == ()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps": 1}, "steps=1 must be an int of at least 2"),
+        ({"steps": 2.5}, "steps=2.5 must be an int"),
+        ({"factors": (math.inf,)}, r"factors=\(inf,\): each must be a positive finite multiple"),
+        ({"factors": 0.5}, "factors=0.5 must be a sequence"),
+        ({"factors": ()}, r"factors=\(\) is empty"),
+        ({"factors": (1e300, 1)}, "leave float32's range"),
+    ],
+)
+def test_verify_names_its_own_bad_arguments_before_any_training(kwargs, match):
+    task = digits_mlp()
+    f = LRFinder(task.model, task.optimizer, task.criterion)
+    f.range_test(task.loader, start_lr=1e-4, end_lr=1, num_iter=20, **RT)
+    calls = []
+    task.model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(InputError, match=match):
+        f.verify(task.loader, lr=0.1, **kwargs)
+    assert not calls, "refused before any training"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import math
 import os
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from . import distributed, files, plotting, report
 from ._logging import logger
 from .batches import LossFn
-from .errors import InputError, InputTypeError, RangeTestError
+from .errors import InputTypeError, RangeTestError
 from .history import History
 from .loaders import LoaderBookkeeping, loader_generators
 from .monitor import Recorder, StopRule
@@ -37,7 +36,7 @@ from .validation import (
     resolve_device,
     unwrap_optimizer,
 )
-from .verify import DEFAULT_FACTORS, Verification, choose, score
+from .verify import DEFAULT_FACTORS, Verification, choose, plan, score
 
 
 class LRFinder:
@@ -263,12 +262,7 @@ class LRFinder:
         suggested = self.get_suggested_lr(method) if lr is None else check_lr(lr)
         if suggested is None:
             return Verification(None, math.nan, (), "the range test suggested no learning rate to verify")
-        if len(factors) < 1 or any(not (isinstance(f, (int, float)) and f > 0) for f in factors):
-            raise InputError(f"{factors=} must be positive multiples of the LR, e.g. (0.25, 0.5, 1.0, 2.0)")
-        base = self._settings or RangeTestSettings()
-        n = steps if steps is not None else max(10, base.num_iter // len(factors))
-        lrs = sorted({suggested * float(f) for f in factors})
-        settings = dataclasses.replace(base, num_iter=n, start_lr=lrs[0], end_lr=lrs[-1] * 2, show_progress=False)
+        lrs, settings = plan(suggested, factors, steps, self._settings or RangeTestSettings())
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         runner = self._steps(settings)
         trials = []
@@ -277,7 +271,7 @@ class LRFinder:
             constant = group_schedule(functools.partial(_constant, value), ratios)
             with self._restored(runner, train_loader, None, settings):
                 sweep(runner, settings, constant, record)
-            trials.append(score(value, record.raw_loss, n, record.stop_reason))
+            trials.append(score(value, record.raw_loss, settings.num_iter, record.stop_reason))
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
         return choose(trials, suggested)
 

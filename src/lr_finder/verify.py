@@ -6,12 +6,19 @@ recurrent nets, a constant LR) does not show in it, so verification trains a few
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError, InputTypeError
+from .settings import RangeTestSettings
 
 #: The candidates, as multiples of the suggestion: the risky side is above it, so more room below.
 DEFAULT_FACTORS = (0.25, 0.5, 1.0, 2.0)
+_FLOAT32_MAX = 3.4028234663852886e38
 #: Fraction of a run's last steps whose mean loss scores it.
 TAIL = 0.25
 
@@ -44,6 +51,31 @@ class Verification:
     def extra_steps(self) -> int:
         """Training steps the verification cost (the range test's own steps not counted)."""
         return sum(t.steps for t in self.trials)
+
+
+def plan(suggested: float, factors: Any, steps: Any, base: RangeTestSettings) -> (
+    tuple[list[float], RangeTestSettings]
+):
+    """The candidate LRs (``suggested`` times each factor) and the settings of their runs, from the range
+    test's ``base`` settings; every argument checked before anything is trained."""
+    example = "e.g. factors=(0.25, 0.5, 1.0, 2.0)"
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence):
+        raise InputTypeError(f"factors={factors!r} must be a sequence of multiples of the LR, {example}")
+    if not factors:
+        raise InputError(f"factors=() is empty: give at least one multiple of the LR, {example}")
+    if not all(isinstance(f, numbers.Real) and not isinstance(f, bool) and 0 < float(f) < math.inf for f in factors):
+        raise InputError(f"factors={tuple(factors)!r}: each must be a positive finite multiple of the LR, {example}")
+    lrs = sorted({suggested * float(f) for f in factors})
+    if not (lrs[0] > 0 and lrs[-1] * 2 < _FLOAT32_MAX):  # optimizers cast the LR to the parameters' float32
+        raise InputError(f"factors={tuple(factors)!r} x lr={suggested:g} leave float32's range: use smaller factors")
+    if steps is None:
+        n = max(10, base.num_iter // len(factors))
+    elif isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or int(steps) < 2:
+        raise InputError(f"steps={steps!r} must be an int of at least 2 (training steps per candidate), or None")
+    else:
+        n = int(steps)
+    settings = dataclasses.replace(base, num_iter=n, start_lr=lrs[0], end_lr=lrs[-1] * 2, show_progress=False)
+    return lrs, settings
 
 
 def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | None) -> Trial:
