@@ -35,11 +35,8 @@ _COMPARE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c56
 
 
 def new_figure(show_slope: bool = False, *, pyplot: bool = False) -> tuple[Any, Any, Any]:
-    """``(figure, loss_ax, slope_ax)``: with ``show_slope`` a slope axes below sharing the x axis, else ``None``.
-
-    ``pyplot=True`` makes a pyplot figure (for ``plt.show()``); otherwise a bare ``Figure`` that needs no
-    display and is not tracked by pyplot (so it never leaks).
-    """
+    """``(figure, loss_ax, slope_ax)``, ``slope_ax`` below sharing the x axis with ``show_slope``, else ``None``.
+    A pyplot figure (for ``plt.show()``) with ``pyplot``, else a bare ``Figure``: no display, never leaks."""
     size = (FIGSIZE[0], FIGSIZE[1] + (SLOPE_HEIGHT if show_slope else 0.0))
     if pyplot:
         import matplotlib.pyplot as plt
@@ -60,11 +57,9 @@ def analysis_curve(history: History) -> Curve | str:
 
 
 def smoothed_curve(history: History, curve: Curve | str) -> np.ndarray:
-    """The analysis's smoothed loss, one value per step of ``history`` (NaN where it says nothing).
-
-    Not ``history.loss``: that EMA lags about ``1 / smooth_f`` steps and would put the marker on the wrong
-    part of the descent. It ends where, past the minimum, it reaches the cap: the loss exploded there, and
-    the raw loss drawn behind shows how far.
+    """The analysis's smoothed loss, one value per step of ``history`` (NaN where it says nothing). Not
+    ``history.loss``: that EMA lags about ``1 / smooth_f`` steps, and the marker would miss the descent. It
+    ends where, past the minimum, it reaches the cap: the raw loss drawn behind shows how far it exploded.
     """
     out = np.full(len(history.lr), np.nan)
     if not isinstance(curve, str):
@@ -73,11 +68,9 @@ def smoothed_curve(history: History, curve: Curve | str) -> np.ndarray:
 
 
 def y_limits(loss: np.ndarray, raw: np.ndarray | None = None) -> tuple[float, float] | None:
-    """Limits that show the descent in detail and are not crushed by the final explosion.
-
-    From values observed only, of any sign: the top leaves room above the starting loss (for the labels)
-    but stops well short of the explosion; the bottom shows the lowest smoothed loss and the raw loss
-    around it (bounded, so that one wild raw point cannot squash the curve).
+    """Limits that show the descent in detail, not crushed by the final explosion, from values observed only:
+    the top leaves room above the starting loss (for the labels) but stops well short of the explosion; the
+    bottom shows the lowest smoothed loss and the raw loss around it (bounded: one wild point cannot squash it).
     """
     loss = np.asarray(loss, dtype=float)
     finite = loss[np.isfinite(loss)]
@@ -119,12 +112,10 @@ def _zones(ax: Any, suggestion: Suggestion | None, lo_lr: float, hi_lr: float, l
     minimum on); between the optimal zone and the minimum the loss still falls, slower: no colour."""
     if suggestion is None or suggestion.low is None or suggestion.high is None:
         return
-    spans = [
-        (lo_lr, suggestion.low, "low", 0.18, "too low"),
-        (suggestion.low, suggestion.high, "optimal", 0.25, "optimal"),
-    ]
+    low, high = suggestion.low, suggestion.high
+    spans = [(lo_lr, low, "low", 0.18, "too low"), (low, high, "optimal", 0.25, "optimal")]
     if suggestion.rises_from is not None:
-        spans.append((max(suggestion.rises_from, suggestion.high), hi_lr, "high", 0.15, "too high"))
+        spans.append((max(suggestion.rises_from, high), hi_lr, "high", 0.15, "too high"))
     for a, b, key, alpha, name in spans:
         if b > a:
             ax.axvspan(a, b, color=ZONE_COLORS[key], alpha=alpha, linewidth=0, label=name if label else None)
@@ -134,17 +125,15 @@ def _legend(ax: Any, **kw: Any) -> None:
     """Outside the axes, on the right, where it cannot cover the curve, when the figure lays itself out
     (ours do); on a caller's figure without a layout engine, where it covers the fewest points."""
     if ax.figure.get_layout_engine() is not None:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, framealpha=0.9, **kw)
     else:
-        ax.legend(loc="best", **kw)
+        ax.legend(loc="best", fontsize=8, framealpha=0.9, **kw)
 
 
 def _axes(ax: Any, show_slope: bool, slope_ax: Any) -> tuple[Any, Any]:
-    """The loss axes and the slope axes (``None`` without the slope panel): a new figure's, or the caller's
-    ``ax`` with a slope panel appended below it, sharing its x axis, when no ``slope_ax`` is given.
-
-    To append, a subplot's grid cell is split in two, so the figure's layout engine (constrained, tight)
-    sees both axes and keeps the lower one's x label inside the figure; axes placed by hand get a divider.
+    """The loss and slope axes (``None`` without the slope panel): a new figure's, or the caller's ``ax`` with,
+    when no ``slope_ax`` is given, a slope panel below sharing its x axis. A subplot's grid cell is split in
+    two, so the layout engine sees both axes and keeps the x label inside; axes placed by hand get a divider.
     """
     if ax is None:
         _, ax, made = new_figure(show_slope)
@@ -189,12 +178,10 @@ def draw(
 ) -> Any:
     """Draw the curve on ``ax`` (a new figure when ``None``) and return the loss axes.
 
-    Log-x axis; smoothed loss with the raw loss faint behind it; yellow / green / red zones (too low /
-    optimal / too high) from the suggestion's range; a red dashed line and a dot at the suggested LR,
-    labelled with its value (and its confidence when it is not high); y-limits that keep the descent
-    readable however far the loss explodes at the end. With ``show_slope`` a second panel below shows
-    the slope the suggestion is computed from (on ``slope_ax``, or on axes appended below ``ax``).
-    ``notes`` writes the stop reason and the diagnostics under the plot.
+    The smoothed loss with the raw loss faint behind it, on a log-x axis; the too low / optimal / too high
+    zones; the suggested LR as a red dashed line and dot, labelled with its value (and its confidence when not
+    high). ``show_slope`` adds a panel below with the slope the suggestion reads (on ``slope_ax``, or on axes
+    appended below ``ax``); ``notes`` writes the stop reason and the diagnostics under the plot.
     """
     ax, slope_ax = _axes(ax, show_slope, slope_ax)
     curve = analysis_curve(history)
@@ -203,7 +190,7 @@ def draw(
         title = f"{title} ({len(history.lr)} steps, stopped early)"
     bottom = _finish(ax, slope_ax, "loss (smoothed, raw faint)", title)
     if ax.get_legend_handles_labels()[0]:
-        _legend(ax, fontsize=8, framealpha=0.9)
+        _legend(ax)
     if slope_ax is not None:
         draw_slope(history, suggestion, slope_ax, zones=zones, curve=curve)
     if notes:
@@ -226,9 +213,7 @@ def _draw_loss(
     ax.plot(lrs, raw, color="0.45", alpha=0.3, linewidth=1, label="raw loss")
     ax.plot(lrs, loss, color="#1f4e9c", linewidth=2, label="smoothed loss")
     ax.set_xscale("log")
-    lim = y_limits(loss, raw) or y_limits(raw)
-    if lim is not None:
-        ax.set_ylim(*lim)
+    _set_ylim(ax, [y_limits(loss, raw) or y_limits(raw)])
     span = _lr_span(history)
     if span is None:
         return
@@ -260,15 +245,8 @@ def _write_notes(bottom: Any, suggestion: Suggestion | None, history: History) -
     width = max(40, int(bottom.figure.get_figwidth() * 13))  # characters of 8 pt text across the figure
     bottom.annotate(
         "\n".join(textwrap.fill("note: " + n, width) for n in list(dict.fromkeys(notes))[:4]),
-        xy=(0.0, 0.0),
-        xycoords=("axes fraction", bottom.xaxis.label),
-        xytext=(0, -4),
-        textcoords="offset points",
-        ha="left",
-        va="top",
-        fontsize=8,
-        color="#8a4b00",
-        annotation_clip=False,
+        xy=(0.0, 0.0), xycoords=("axes fraction", bottom.xaxis.label), xytext=(0, -4), textcoords="offset points",
+        ha="left", va="top", fontsize=8, color="#8a4b00", annotation_clip=False,
     ).set_in_layout(True)
 
 
@@ -287,15 +265,8 @@ def _mark(
     x = (math.log10(s.lr) - math.log10(lo_lr)) / (math.log10(hi_lr) - math.log10(lo_lr)) if hi_lr > lo_lr else 0.5
     flip = x > _FLIP_AT  # near the right edge: the label goes on the left of the line, inside the figure
     ax.annotate(
-        text,
-        xy=(s.lr, 0.97),
-        xycoords=("data", "axes fraction"),
-        xytext=(-7 if flip else 7, 0),
-        textcoords="offset points",
-        ha="right" if flip else "left",
-        va="top",
-        color="red",
-        fontsize=10,
+        text, xy=(s.lr, 0.97), xycoords=("data", "axes fraction"), xytext=(-7 if flip else 7, 0),
+        textcoords="offset points", ha="right" if flip else "left", va="top", color="red", fontsize=10,
         bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "red", "alpha": 0.9},
     )
 
@@ -322,22 +293,12 @@ def slope_limits(curve: Curve) -> tuple[float, float] | None:
 
 
 def draw_slope(
-    history: History,
-    suggestion: Suggestion | None,
-    ax: Any,
-    *,
-    zones: bool = True,
-    color: str = "#6a3d9a",
-    label: str | None = None,
-    curve: Curve | str | None = None,
+    history: History, suggestion: Suggestion | None, ax: Any,
+    *, zones: bool = True, color: str = "#6a3d9a", label: str | None = None, curve: Curve | str | None = None,
 ) -> Any:
-    """The slope of the analysis's smoothed loss against log10(LR): the quantity the suggestion reads,
-    drawn over the same points as the smoothed loss above it.
-
-    The steepest-descent suggestion is this slope's most negative point before the loss minimum; the
-    optimal zone is where the slope is at least half as steep. A ``label`` (one curve of a comparison)
-    draws the suggestion in ``color`` instead of red, and no caption. ``curve``: the analysis curve of
-    ``history`` when the caller already has it.
+    """The slope of the analysis's smoothed loss against log10(LR), the quantity the suggestion reads, over
+    the points of the smoothed loss. A ``label`` (one curve of a comparison) draws the suggestion in ``color``
+    instead of red, and no caption. ``curve``: ``history``'s analysis curve, when the caller has it.
     """
     curve = analysis_curve(history) if curve is None else curve
     ax.set_xscale("log")
@@ -353,22 +314,14 @@ def draw_slope(
     ax.plot(curve.lrs[:stop], curve.grad[:stop], color=color, linewidth=1.6, label=label or "slope")
     if suggestion is not None and suggestion.lr is not None:
         ax.axvline(suggestion.lr, color="red" if label is None else color, linestyle="--", linewidth=1.2)
-    lim = slope_limits(curve)
-    if lim is not None:
-        ax.set_ylim(*lim)
+    _set_ylim(ax, [slope_limits(curve)])
     ax.set_ylabel(slope_label(curve), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     if label is None:
         steepest = suggestion is not None and suggestion.method == "steepest"
+        caption = "slope of the smoothed loss" + (": the suggestion is its steepest descent" if steepest else "")
         ax.text(
-            0.01,
-            0.96,
-            "slope of the smoothed loss" + (": the suggestion is its steepest descent" if steepest else ""),
-            transform=ax.transAxes,
-            ha="left",
-            va="top",
-            fontsize=8,
-            color="0.25",
+            0.01, 0.96, caption, transform=ax.transAxes, ha="left", va="top", fontsize=8, color="0.25",
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
         )
     return ax
@@ -382,15 +335,8 @@ def _set_ylim(ax: Any, limits: Sequence[tuple[float, float] | None]) -> None:
 
 
 def draw_compare(
-    histories: Sequence[History],
-    suggestions: Sequence[Suggestion | None],
-    labels: Sequence[str],
-    ax: Any = None,
-    *,
-    show_slope: bool = False,
-    slope_ax: Any = None,
-    raw: bool = False,
-    title: str | None = "LR range tests compared",
+    histories: Sequence[History], suggestions: Sequence[Suggestion | None], labels: Sequence[str], ax: Any = None,
+    *, show_slope: bool = False, slope_ax: Any = None, raw: bool = False, title: str | None = "LR range tests compared",
 ) -> Any:
     """Overlay several curves: each smoothed loss in its colour, its optimal range drawn thick, its
     suggestion as a dashed line and a dot, and a legend naming each curve with its suggested LR.
@@ -398,10 +344,8 @@ def draw_compare(
     from matplotlib.lines import Line2D
 
     if not (len(histories) == len(suggestions) == len(labels)):
-        raise InputError(
-            f"histories, suggestions and labels differ in length: {len(histories)}, {len(suggestions)}, "
-            f"{len(labels)}"
-        )
+        lengths = f"{len(histories)}, {len(suggestions)}, {len(labels)}"
+        raise InputError(f"histories, suggestions and labels differ in length: {lengths}")
     ax, slope_ax = _axes(ax, show_slope, slope_ax)
     curves = [analysis_curve(h) for h in histories]
     xs: list[float] = []
@@ -428,7 +372,7 @@ def draw_compare(
     ]
     methods = {s.method for s in suggestions if s is not None}
     legend_title = f"suggested LR ({methods.pop()})" if len(methods) == 1 else "suggested LR"
-    _legend(ax, handles=handles, fontsize=8, framealpha=0.9, title=legend_title, title_fontsize=8)
+    _legend(ax, handles=handles, title=legend_title, title_fontsize=8)
     _finish(ax, slope_ax, "loss (smoothed)", title)
     return ax
 
