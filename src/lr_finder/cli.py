@@ -64,8 +64,7 @@ def _quiet(quiet: bool) -> Iterator[None]:
     """``--quiet``: only the library's warnings, for the duration of the command."""
     log = logging.getLogger("lr_finder")
     level = log.level
-    if quiet:
-        log.setLevel(logging.WARNING)
+    log.setLevel(logging.WARNING if quiet else level)
     try:
         yield
     finally:
@@ -201,13 +200,9 @@ def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for name, help_text in reversed(_SETTING_HELP.items()):
         default = DEFAULTS[name]
         flag = _FLAG_NAMES.get(name, name).replace("_", "-")
-        if isinstance(default, bool):
-            decl, kind = f"--{flag}/--no-{flag}", None
-        else:
-            decl = f"--{flag}"
-            kind = click.Choice(STEP_MODES) if name == "step_mode" else type(default)
-        option = click.option(decl, name, default=default, type=kind, show_default=True, help=help_text)
-        command = option(command)
+        decl = f"--{flag}/--no-{flag}" if isinstance(default, bool) else f"--{flag}"
+        kind = click.Choice(STEP_MODES) if name == "step_mode" else type(default)
+        command = click.option(decl, name, default=default, type=kind, show_default=True, help=help_text)(command)
     return command
 
 
@@ -218,26 +213,15 @@ def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--out", "out_dir", default="lr_finder_run", show_default=True, help="Folder for the outputs.")
 @click.option("--slope", is_flag=True, help="Add a panel with the slope the suggestion reads.")
 @click.option(
-    "--param",
-    "-p",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
     help="Keyword argument for the SPEC function (repeatable), e.g. -p batch_size=64.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and the result (implies --no-progress).")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failed run.")
 def run(
-    spec: str,
-    method: str,
-    out_dir: str,
-    slope: bool,
-    params: tuple[str, ...],
-    as_json: bool,
-    quiet: bool,
-    show_traceback: bool,
-    **options: Any,
+    spec: str, method: str, out_dir: str, slope: bool, params: tuple[str, ...], as_json: bool, quiet: bool,
+    show_traceback: bool, **options: Any,
 ) -> None:
     """Run a range test on the model that SPEC builds, print the suggestion and write the outputs.
 
@@ -366,27 +350,16 @@ def _compare_target(out_path: str, inputs: Sequence[str]) -> Path:
 @cli.command()
 @click.argument("csv_paths", metavar="CSV...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--out",
-    "out_path",
-    default=COMPARE_NAME,
-    show_default=True,
+    "--out", "out_path", default=COMPARE_NAME, show_default=True,
     help=f"Image to write (.png, .svg, .pdf), or a folder to write {COMPARE_NAME} in.",
 )
-@click.option(
-    "--labels", default=None, help="Comma-separated legend labels, one per CSV [default: folder names]."
-)
+@click.option("--labels", default=None, help="Comma-separated legend labels, one per CSV [default: folder names].")
 @_METHOD
 @click.option("--slope", is_flag=True, help="Add a panel with each curve's slope.")
 @click.option("--raw", is_flag=True, help="Draw each raw loss faintly behind its smoothed loss.")
 @click.option("--title", default="LR range tests compared", show_default=True, help="Title of the plot.")
 def compare(
-    csv_paths: tuple[str, ...],
-    out_path: str,
-    labels: str | None,
-    method: str,
-    slope: bool,
-    raw: bool,
-    title: str,
+    csv_paths: tuple[str, ...], out_path: str, labels: str | None, method: str, slope: bool, raw: bool, title: str
 ) -> None:
     """Overlay several saved curves (e.g. batch sizes or optimizers) with their suggestions.
 
