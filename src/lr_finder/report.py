@@ -1,8 +1,6 @@
-"""A range test's report, the one path of ``LRFinder.plot``, ``lr-finder run`` / ``analyze`` and compat's plot.
-
-The analysis of a curve, logged once per curve; the figure, drawn on the caller's axes, saved, or shown
-where there is a display; and the files: the CSV, ``best_lr.txt`` (an earlier run's removed when this
-curve suggests none) and the JSON summary.
+"""A range test's report, the one path of ``LRFinder.plot``, ``lr-finder run`` / ``analyze`` and compat's plot:
+the analysis logged once per curve, the figure (drawn on the caller's axes, saved, or shown where there is a
+display), and the files (the CSV, ``best_lr.txt`` and the JSON summary).
 """
 
 from __future__ import annotations
@@ -84,10 +82,8 @@ def save(
 ) -> dict[str, Path]:
     """Write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into ``out_dir``; with
     ``analysis`` (``lr-finder analyze``), no CSV and names of its own, so a run's files are never rewritten.
-
-    A curve that suggests no LR removes the ``best_lr.txt`` an earlier run left there, so that a pipeline
-    never reads a value this curve does not support.
-    """
+    A curve that suggests no LR removes an earlier ``best_lr.txt``: a pipeline never reads a value it does
+    not support."""
     out = Path(out_dir)
     written: dict[str, Path] = {}
     if not analysis:
