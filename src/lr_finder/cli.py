@@ -1,11 +1,9 @@
 """The ``lr-finder`` command. Argument parsing and reporting only: every command calls the public API.
 
-Exit codes are decided by the type of the error, in one place (:class:`_Commands`): 0 success; 2 bad
-input, any :class:`lr_finder.errors.InputError` (bad arguments, a SPEC that cannot be loaded or returns
-the wrong thing, objects or batches ``LRFinder`` refuses, a CSV that is not a range-test log, and
-:class:`~lr_finder.errors.StorageError`: an output path that cannot be created or written), with a
-one-line message naming the input and the problem; 1 a failed run (the user's code raised, the range
-test could not record a curve, or no learning rate could be suggested; what could be written is written).
+Exit codes follow the type of the error, in one place (:class:`_Commands`): 0 success; 2 bad input, any
+:class:`~lr_finder.errors.InputError` (:class:`~lr_finder.errors.StorageError` too), in one line naming the
+input and the problem; 1 a failed run (the user's code raised, the range test recorded no curve, or no
+learning rate could be suggested; what could be written is written).
 """
 
 from __future__ import annotations
@@ -26,20 +24,15 @@ import click
 
 from . import errors, files
 from ._version import __version__
-from .files import (
-    ANALYSIS_PLOT_NAME,
-    BEST_LR_NAME,
-    COMPARE_NAME,
-    CSV_NAME,
-    PLOT_NAME,
-    SUMMARY_NAME,
-)
+from .files import ANALYSIS_PLOT_NAME, BEST_LR_NAME, COMPARE_NAME, CSV_NAME, PLOT_NAME, SUMMARY_NAME
 from .schedule import STEP_MODES
 from .settings import DEFAULTS, RangeTestSettings
 from .spec import UserCodeError
 from .suggestion import analyze_history, available_methods
 
-METHODS = tuple(available_methods())  # "default" and every method of lr_finder.suggestion
+_METHOD = click.option(
+    "--method", default="default", show_default=True, type=click.Choice(available_methods()), help="Suggestion method."
+)
 
 
 class BadInput(click.ClickException):
@@ -66,16 +59,12 @@ class _Commands(click.Group):
             raise RunFailed(f"the range test failed: {exc}") from exc
 
 
-# -- shared helpers ------------------------------------------------------------------------------------
-
-
 @contextlib.contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
     """``--quiet``: only the library's warnings, for the duration of the command."""
     log = logging.getLogger("lr_finder")
     level = log.level
-    if quiet:
-        log.setLevel(logging.WARNING)
+    log.setLevel(logging.WARNING if quiet else level)
     try:
         yield
     finally:
@@ -124,11 +113,7 @@ def _report(summary: Mapping[str, Any], written: Sequence[Path]) -> list[str]:
         lines.append(f"  method: {s['method']}, confidence {s['confidence_label']} ({s['confidence']:.2f})")
     if s["low"] is not None and s["high"] is not None:
         lines.append(f"  optimal range: {_fmt(s['low'])} .. {_fmt(s['high'])}")
-    others = [
-        f"{name} {_fmt(m['lr'])}"
-        for name, m in summary["methods"].items()
-        if name not in ("default", s["method"])
-    ]
+    others = [f"{n} {_fmt(m['lr'])}" for n, m in summary["methods"].items() if n not in ("default", s["method"])]
     if others:
         lines.append("  other methods: " + ", ".join(others))
     lines.append(f"  steps: {summary['steps_recorded']}")
@@ -143,19 +128,10 @@ def _report(summary: Mapping[str, Any], written: Sequence[Path]) -> list[str]:
 
 
 def _emit(summary: Mapping[str, Any], written: Sequence[Path], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(files.jsonable(dict(summary)), indent=2))
-    else:
-        click.echo("\n".join(_report(summary, written)))
-
-
-def _fail_without_suggestion(summary: Mapping[str, Any]) -> None:
-    s = summary["suggestion"]
-    if s["lr"] is None:
-        raise RunFailed(f"no learning rate could be suggested: {s['reason']}")
-
-
-# -- the commands --------------------------------------------------------------------------------------
+    """Print the summary, as JSON or as :func:`_report`'s text; no suggestion is a failed run."""
+    click.echo(json.dumps(files.jsonable(dict(summary)), indent=2) if as_json else "\n".join(_report(summary, written)))
+    if summary["suggestion"]["lr"] is None:
+        raise RunFailed(f"no learning rate could be suggested: {summary['suggestion']['reason']}")
 
 
 @click.group(
@@ -196,9 +172,7 @@ def demo(out_dir: str, num_iter: int, no_progress: bool) -> None:
             lr = run_demo(out_dir, num_iter=num_iter, show_progress=not no_progress)
         except ImportError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"Suggested learning rate: {lr:.3e}" if lr is not None else "No learning rate could be suggested."
-    )
+    click.echo(f"Suggested learning rate: {lr:.3e}" if lr is not None else "No learning rate could be suggested.")
     click.echo(f"Outputs written to {out_dir}/")
     if lr is None:
         sys.exit(1)
@@ -226,45 +200,28 @@ def _setting_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for name, help_text in reversed(_SETTING_HELP.items()):
         default = DEFAULTS[name]
         flag = _FLAG_NAMES.get(name, name).replace("_", "-")
-        if isinstance(default, bool):
-            decl, kind = f"--{flag}/--no-{flag}", None
-        else:
-            decl = f"--{flag}"
-            kind = click.Choice(STEP_MODES) if name == "step_mode" else type(default)
-        option = click.option(decl, name, default=default, type=kind, show_default=True, help=help_text)
-        command = option(command)
+        decl = f"--{flag}/--no-{flag}" if isinstance(default, bool) else f"--{flag}"
+        kind = click.Choice(STEP_MODES) if name == "step_mode" else type(default)
+        command = click.option(decl, name, default=default, type=kind, show_default=True, help=help_text)(command)
     return command
 
 
 @cli.command()
 @click.argument("spec")
 @_setting_options
-@click.option(
-    "--method", default="default", show_default=True, type=click.Choice(METHODS), help="Suggestion method."
-)
+@_METHOD
 @click.option("--out", "out_dir", default="lr_finder_run", show_default=True, help="Folder for the outputs.")
 @click.option("--slope", is_flag=True, help="Add a panel with the slope the suggestion reads.")
 @click.option(
-    "--param",
-    "-p",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
     help="Keyword argument for the SPEC function (repeatable), e.g. -p batch_size=64.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and the result (implies --no-progress).")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failed run.")
 def run(
-    spec: str,
-    method: str,
-    out_dir: str,
-    slope: bool,
-    params: tuple[str, ...],
-    as_json: bool,
-    quiet: bool,
-    show_traceback: bool,
-    **options: Any,
+    spec: str, method: str, out_dir: str, slope: bool, params: tuple[str, ...], as_json: bool, quiet: bool,
+    show_traceback: bool, **options: Any,
 ) -> None:
     """Run a range test on the model that SPEC builds, print the suggestion and write the outputs.
 
@@ -285,7 +242,12 @@ def run(
         objects = specs.build(spec, kwargs)
         with _quiet(quiet):
             finder = _range_test(spec, objects, settings)
-            _report_run(finder, spec, kwargs, out, method, slope, as_json)
+            finder.history = dataclasses.replace(
+                finder.history, settings={**finder.history.settings, "spec": spec, "spec_params": kwargs}
+            )
+            finder.plot(save_path=out / PLOT_NAME, method=method, show_slope=slope)
+            written = [out / n for n in (PLOT_NAME, CSV_NAME, BEST_LR_NAME, SUMMARY_NAME) if (out / n).is_file()]
+            _emit(finder.summary(method), written, as_json)
 
 
 def _range_test(spec: str, objects: Mapping[str, Any], settings: RangeTestSettings) -> Any:
@@ -294,11 +256,8 @@ def _range_test(spec: str, objects: Mapping[str, Any], settings: RangeTestSettin
 
     try:
         finder = LRFinder(
-            objects["model"],
-            objects["optimizer"],
-            objects["criterion"],
-            scaler=objects.get("scaler"),
-            loss_fn=objects.get("loss_fn"),
+            objects["model"], objects["optimizer"], objects["criterion"],
+            scaler=objects.get("scaler"), loss_fn=objects.get("loss_fn"),
         )
     except errors.InputError as exc:
         raise BadInput(f"SPEC {spec!r} returned objects LRFinder cannot use: {exc}") from exc
@@ -313,28 +272,13 @@ def _range_test(spec: str, objects: Mapping[str, Any], settings: RangeTestSettin
     return finder
 
 
-def _report_run(
-    finder: Any, spec: str, kwargs: dict[str, Any], out: Path, method: str, slope: bool, as_json: bool
-) -> None:
-    finder.history = dataclasses.replace(
-        finder.history, settings={**finder.history.settings, "spec": spec, "spec_params": kwargs}
-    )
-    finder.plot(save_path=out / PLOT_NAME, method=method, show_slope=slope)
-    summary = finder.summary(method)
-    written = [out / n for n in (PLOT_NAME, CSV_NAME, BEST_LR_NAME, SUMMARY_NAME) if (out / n).is_file()]
-    _emit(summary, written, as_json)
-    _fail_without_suggestion(summary)
-
-
 @cli.command()
-@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
-@click.option(
-    "--method", default="default", show_default=True, type=click.Choice(METHODS), help="Suggestion method."
-)
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
+@_METHOD
 @click.option("--out", "out_dir", default=None, help="Folder for the outputs  [default: the CSV's folder]")
 @click.option("--slope", is_flag=True, help="Add a panel with the slope the suggestion reads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON instead of text.")
-def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_json: bool) -> None:
+def analyze(csv_path: Path, method: str, out_dir: str | None, slope: bool, as_json: bool) -> None:
     """Re-analyse a saved lr_finder_log.csv and re-draw its plot, without training.
 
     Computes every method's suggestion, the optimal range and the diagnostics from the CSV's raw loss
@@ -347,33 +291,28 @@ def analyze(csv_path: str, method: str, out_dir: str | None, slope: bool, as_jso
     from . import report
 
     history = files.read_csv(csv_path)
-    run_summary = _run_summary_beside(Path(csv_path), history.num_steps)
+    run_summary = _run_summary_beside(csv_path, history.num_steps)
     if run_summary is not None:  # the run's settings and stop reason, for the plot's title and the JSON
-        history = dataclasses.replace(
-            history, settings=run_summary["settings"], stop_reason=run_summary.get("stop_reason")
-        )
+        history = dataclasses.replace(history, **run_summary)
     summary = report.summarize(history, method)
-    summary["source_csv"] = str(Path(csv_path))
-    summary["source_summary"] = None if run_summary is None else str(Path(csv_path).parent / SUMMARY_NAME)
+    summary["source_csv"] = str(csv_path)
+    summary["source_summary"] = None if run_summary is None else str(csv_path.parent / SUMMARY_NAME)
     result = analyze_history(history, method)
-    with _output_folder(out_dir if out_dir is not None else Path(csv_path).parent) as out:
+    with _output_folder(out_dir if out_dir is not None else csv_path.parent) as out:
         image = report.draw(history, result, out / ANALYSIS_PLOT_NAME, show_slope=slope)
         saved = report.save(out, history, result, summary, analysis=True)
     _emit(summary, [p for p in (image, *saved.values()) if p is not None], as_json)
-    _fail_without_suggestion(summary)
 
 
 def _run_summary_beside(csv_path: Path, steps: int) -> dict[str, Any] | None:
-    """The run's ``lr_finder_summary.json`` next to the CSV, when it describes this very CSV."""
-    path = csv_path.parent / SUMMARY_NAME
+    """The settings and stop reason of the run's ``lr_finder_summary.json`` next to the CSV, when it
+    describes this very CSV."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads((csv_path.parent / SUMMARY_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not (isinstance(data, dict) and isinstance(data.get("settings"), dict)):
-        return None
-    if data.get("steps_recorded") != steps:  # from another run: ignore it
-        return None
+    if not (isinstance(data, dict) and isinstance(data.get("settings"), dict)) or data.get("steps_recorded") != steps:
+        return None  # not a run's summary, or another run's
     reason = data.get("stop_reason")
     return {"settings": data["settings"], "stop_reason": reason if isinstance(reason, str) else None}
 
@@ -387,13 +326,8 @@ def _labels(paths: Sequence[str], given: str | None) -> list[str]:
                 "separated by commas"
             )
         return labels
-    labels = [
-        Path(p).parent.name if Path(p).name == CSV_NAME and Path(p).parent.name else Path(p).stem
-        for p in paths
-    ]
-    if len(set(labels)) < len(labels):
-        labels = [str(p) for p in paths]
-    return labels
+    labels = [p.parent.name if p.name == CSV_NAME and p.parent.name else p.stem for p in map(Path, paths)]
+    return labels if len(set(labels)) == len(labels) else list(paths)
 
 
 def _compare_target(out_path: str, inputs: Sequence[str]) -> Path:
@@ -416,29 +350,16 @@ def _compare_target(out_path: str, inputs: Sequence[str]) -> Path:
 @cli.command()
 @click.argument("csv_paths", metavar="CSV...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--out",
-    "out_path",
-    default=COMPARE_NAME,
-    show_default=True,
+    "--out", "out_path", default=COMPARE_NAME, show_default=True,
     help=f"Image to write (.png, .svg, .pdf), or a folder to write {COMPARE_NAME} in.",
 )
-@click.option(
-    "--labels", default=None, help="Comma-separated legend labels, one per CSV [default: folder names]."
-)
-@click.option(
-    "--method", default="default", show_default=True, type=click.Choice(METHODS), help="Suggestion method."
-)
+@click.option("--labels", default=None, help="Comma-separated legend labels, one per CSV [default: folder names].")
+@_METHOD
 @click.option("--slope", is_flag=True, help="Add a panel with each curve's slope.")
 @click.option("--raw", is_flag=True, help="Draw each raw loss faintly behind its smoothed loss.")
 @click.option("--title", default="LR range tests compared", show_default=True, help="Title of the plot.")
 def compare(
-    csv_paths: tuple[str, ...],
-    out_path: str,
-    labels: str | None,
-    method: str,
-    slope: bool,
-    raw: bool,
-    title: str,
+    csv_paths: tuple[str, ...], out_path: str, labels: str | None, method: str, slope: bool, raw: bool, title: str
 ) -> None:
     """Overlay several saved curves (e.g. batch sizes or optimizers) with their suggestions.
 

@@ -81,27 +81,20 @@ def _open_temp(target: Path) -> tuple[int, Path]:
         keep: int | None = stat.S_IMODE(target.stat().st_mode)
     except OSError:
         keep = None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise StorageError(f"cannot write {target}: {_reason(exc)}") from exc
-        if keep is not None and hasattr(os, "fchmod"):
-            os.fchmod(fd, keep)
-        return fd, tmp
-    raise StorageError(f"cannot write {target}: no free temporary name in {target.parent}")
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {_reason(exc)}") from exc
+    if keep is not None and hasattr(os, "fchmod"):
+        os.fchmod(fd, keep)
+    return fd, tmp
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Write a file through ``write(binary_file)`` into a temp file beside ``path``, then rename it over.
-
-    Folders are created. Raises :class:`~lr_finder.errors.StorageError` naming ``path`` when the folder
-    cannot be made, ``path`` is a folder, or the OS refuses the write (the old file is then untouched).
-    """
+    """Write a file through ``write(binary_file)`` into a temp file beside ``path``, then rename it over; folders
+    are created. Raises :class:`~lr_finder.errors.StorageError` naming ``path`` when the folder cannot be made,
+    ``path`` is a folder, or the OS refuses the write (the old file is then untouched)."""
     target = Path(path)
     if os.path.isdir(target):
         raise StorageError(f"{path}: is a folder; give a file name")
@@ -125,9 +118,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     return target
 
 
-def image_target(
-    path: str | os.PathLike[str], formats: Collection[str], default_name: str = PLOT_NAME
-) -> Path:
+def image_target(path: str | os.PathLike[str], formats: Collection[str], default_name: str = PLOT_NAME) -> Path:
     """The image file ``path`` names: a folder (existing, or written with a trailing ``/``) gets
     ``default_name`` inside it; otherwise the name must end in one of ``formats`` (``png``, ``svg``, ...).
 
@@ -149,18 +140,9 @@ def image_target(
     return target
 
 
-#: How the image formats matplotlib writes begin (SVG may open with an XML prolog or whitespace).
-_IMAGE_MAGIC = (
-    b"\x89PNG",
-    b"%PDF",
-    b"\xff\xd8\xff",
-    b"<?xml",
-    b"<svg",
-    b"%!PS",
-    b"II*\x00",
-    b"MM\x00*",
-    b"RIFF",
-)
+#: How the image formats matplotlib writes begin (SVG may open with an XML prolog or whitespace): PNG, PDF,
+#: JPEG, SVG, PostScript, TIFF (either byte order), WebP.
+_IMAGE_MAGIC = (b"\x89PNG", b"%PDF", b"\xff\xd8\xff", b"<?xml", b"<svg", b"%!PS", b"II*\x00", b"MM\x00*", b"RIFF")
 
 
 def looks_like_image(path: str | os.PathLike[str]) -> bool:
@@ -170,9 +152,8 @@ def looks_like_image(path: str | os.PathLike[str]) -> bool:
             head = fh.read(512)
     except OSError:
         return False
-    if not head:
-        return True  # an empty file holds nothing to lose
-    return head.lstrip().startswith(_IMAGE_MAGIC) or (b"<svg" in head and Path(path).suffix.lower() == ".svg")
+    svg = b"<svg" in head and Path(path).suffix.lower() == ".svg"
+    return not head or head.lstrip().startswith(_IMAGE_MAGIC) or svg  # an empty file holds nothing to lose
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -194,15 +175,13 @@ def write_csv(history: History, path: str | os.PathLike[str]) -> Path:
 
 
 def read_csv(path: str | os.PathLike[str]) -> History:
-    """Read a log written by :func:`write_csv` back into a :class:`History`.
-
-    The one reader of range-test logs (the API and the ``lr-finder`` command use it alike), and a strict
-    one: a sweep records finite losses at a rising LR, so anything else is not a range-test log.
+    """Read a log written by :func:`write_csv` back into a :class:`History`, strictly: a sweep records finite
+    losses at a rising LR, so anything else is not a range-test log.
 
     Raises:
         CSVFormatError: naming the file and the line: the file is missing, unreadable or empty, lacks a
-            column, holds text where a number must be, a loss that is not finite (``nan``, ``inf``), or an
-            LR that is not positive or falls below the previous row's.
+            column, holds text where a number must be, a loss that is not finite, or an LR that is not
+            positive or falls below the previous row's.
     """
     p = Path(path)
     try:
@@ -213,15 +192,11 @@ def read_csv(path: str | os.PathLike[str]) -> History:
 
 
 def parse_csv(text: str, name: str = "<csv>") -> History:
-    """Parse the text of an LR finder CSV log (see :func:`read_csv`).
-
-    A well-formed log is read by numpy's C parser and checked column-wise (a million rows in about a second);
-    anything it cannot take is read again row by row, which names the first bad line and what is wrong.
-    """
+    """Parse the text of an LR finder CSV log (see :func:`read_csv`). A well-formed log is read by numpy's C
+    parser and checked column-wise (7x faster); anything else is read again row by row, which names the first
+    bad line and what is wrong."""
     fast = _parse_fast(text)
-    if fast is not None:
-        return fast
-    return _parse_rows(text, name)
+    return fast if fast is not None else _parse_rows(text, name)
 
 
 def _parse_fast(text: str) -> History | None:
@@ -232,20 +207,18 @@ def _parse_fast(text: str) -> History | None:
     if "lr" not in header or "loss" not in header:
         return None
     names = [c for c in ("lr", "loss", "raw_loss") if c in header]
+    usecols = [header.index(c) for c in names]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            usecols = [header.index(c) for c in names]
             table = np.loadtxt(lines[1:], delimiter=",", usecols=usecols, ndmin=2, comments=None)
     except ValueError:
         return None
-    cols: dict[str, np.ndarray] = dict(zip(names, table.T, strict=True))
-    lr = cols["lr"]
-    finite = all(bool(np.isfinite(v).all()) for v in cols.values())
-    if not (finite and (lr > 0).all() and (np.diff(lr) >= 0).all()):
+    lr = table[:, 0]
+    if not (np.isfinite(table).all() and (lr > 0).all() and (np.diff(lr) >= 0).all()):
         return None
-    raw = cols["raw_loss"] if "raw_loss" in cols else cols["loss"]
-    return History(tuple(lr.tolist()), tuple(cols["loss"].tolist()), tuple(raw.tolist()))
+    cols: dict[str, list[float]] = dict(zip(names, table.T.tolist(), strict=True))
+    return History(tuple(cols["lr"]), tuple(cols["loss"]), tuple(cols.get("raw_loss", cols["loss"])))
 
 
 def _parse_rows(text: str, name: str) -> History:
@@ -256,9 +229,7 @@ def _parse_rows(text: str, name: str) -> History:
     header = [h.strip() for h in rows[0][1]]
     missing = [c for c in ("lr", "loss") if c not in header]
     if missing:
-        raise CSVFormatError(
-            f"{name}: missing column(s) {', '.join(missing)}; the header is {','.join(header)}"
-        )
+        raise CSVFormatError(f"{name}: missing column(s) {', '.join(missing)}; the header is {','.join(header)}")
     if len(rows) == 1:
         raise CSVFormatError(f"{name}: the file has a header but no rows")
     cols = {c: header.index(c) for c in ("lr", "raw_loss", "loss") if c in header}
@@ -267,8 +238,7 @@ def _parse_rows(text: str, name: str) -> History:
         for c, j in cols.items():
             out[c].append(_number(row, j, c, f"{name}, line {lineno}"))
     _check_curve(out, [n for n, _ in rows[1:]], name)
-    raw = out.get("raw_loss", out["loss"])
-    return History(tuple(out["lr"]), tuple(out["loss"]), tuple(raw))
+    return History(tuple(out["lr"]), tuple(out["loss"]), tuple(out.get("raw_loss", out["loss"])))
 
 
 def _number(row: list[str], j: int, column: str, where: str) -> float:
@@ -310,15 +280,13 @@ def write_best_lr(lr: float, path: str | os.PathLike[str]) -> Path:
 
 def jsonable(obj: Any) -> Any:
     """``obj`` as data ``json.dumps`` accepts: non-finite floats become ``None``, unknown objects their ``str``."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
+    return obj if obj is None or isinstance(obj, (str, int)) else str(obj)  # bool is an int
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -1,8 +1,6 @@
-"""A range test's report, the one path of ``LRFinder.plot``, ``lr-finder run`` / ``analyze`` and compat's plot.
-
-The analysis of a curve, logged once per curve; the figure, drawn on the caller's axes, saved, or shown
-where there is a display; and the files: the CSV, ``best_lr.txt`` (an earlier run's removed when this
-curve suggests none) and the JSON summary.
+"""A range test's report, the one path of ``LRFinder.plot``, ``lr-finder run`` / ``analyze`` and compat's plot:
+the analysis logged once per curve, the figure (drawn on the caller's axes, saved, or shown where there is a
+display), and the files (the CSV, ``best_lr.txt`` and the JSON summary).
 """
 
 from __future__ import annotations
@@ -56,13 +54,8 @@ def show() -> bool:
 
 
 def draw(
-    history: History,
-    result: Suggestion | None,
-    save_path: str | os.PathLike[str] | None = None,
-    ax: Any = None,
-    *,
-    annotate: bool = True,
-    show_slope: bool = False,
+    history: History, result: Suggestion | None, save_path: str | os.PathLike[str] | None = None, ax: Any = None,
+    *, annotate: bool = True, show_slope: bool = False,
 ) -> Path | None:
     """Draw the curve on ``ax`` and save it to ``save_path`` (see :func:`lr_finder.plotting.save_figure`);
     with neither, on a new figure shown where there is a display. Returns the image written, if any."""
@@ -84,19 +77,13 @@ def draw(
 
 
 def save(
-    out_dir: str | os.PathLike[str],
-    history: History,
-    result: Suggestion,
-    summary: dict[str, Any],
-    *,
-    analysis: bool = False,
+    out_dir: str | os.PathLike[str], history: History, result: Suggestion, summary: dict[str, Any],
+    *, analysis: bool = False,
 ) -> dict[str, Path]:
     """Write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into ``out_dir``; with
     ``analysis`` (``lr-finder analyze``), no CSV and names of its own, so a run's files are never rewritten.
-
-    A curve that suggests no LR removes the ``best_lr.txt`` an earlier run left there, so that a pipeline
-    never reads a value this curve does not support.
-    """
+    A curve that suggests no LR removes an earlier ``best_lr.txt``: a pipeline never reads a value it does
+    not support."""
     out = Path(out_dir)
     written: dict[str, Path] = {}
     if not analysis:
@@ -110,15 +97,14 @@ def save(
             best.unlink()
             logger.warning("Removed %s from an earlier run: this run suggests no LR", best)
         logger.warning("%s not written: %s", best.name, result.reason)
-    json_name = files.ANALYSIS_JSON_NAME if analysis else files.SUMMARY_NAME
-    written["summary"] = files.write_json(summary, out / json_name)
+    written["summary"] = files.write_json(summary, out / (files.ANALYSIS_JSON_NAME if analysis else files.SUMMARY_NAME))
     return written
 
 
 def _version(name: str) -> str | None:
-    module = sys.modules.get(name)
-    if module is not None and isinstance(getattr(module, "__version__", None), str):
-        return str(module.__version__)
+    version = getattr(sys.modules.get(name), "__version__", None)  # a module already imported says it best
+    if isinstance(version, str):
+        return str(version)
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -126,12 +112,9 @@ def _version(name: str) -> str | None:
 
 
 def summarize(history: History, method: str = "default") -> dict[str, Any]:
-    """Everything about a curve as plain JSON-able data (what ``lr_finder_summary.json`` holds).
-
-    Versions (lr_finder, torch, numpy, scipy, Python), the platform, the device, the range test's settings,
-    the stop reason, the timing, how the curve was analysed, the suggestion of ``method`` with its optimal
-    range and diagnostics, and every method's suggestion. Works on a history read back from a CSV (no
-    settings, no timing: those entries are ``None``).
+    """Everything about a curve as plain JSON-able data (what ``lr_finder_summary.json`` holds): versions,
+    platform, device, settings, stop reason, timing, how the curve was analysed, the suggestion of ``method``
+    and every method's. A history read back from a CSV has no settings and no timing (``None``).
     """
     settings = dict(history.settings)
     elapsed = settings.get("elapsed_s")
@@ -157,11 +140,7 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
         },
         "analysis": {
             "smoothing": "savitzky-golay" if HAVE_SCIPY else "moving-average",
-            "slope": (
-                "d ln(loss) / d log10(lr)"
-                if finite and all(v > 0 for v in finite)
-                else "d loss / d log10(lr)"
-            ),
+            "slope": "d ln(loss) / d log10(lr)" if finite and min(finite) > 0 else "d loss / d log10(lr)",
             "default_method": DEFAULT_METHOD,
         },
         "suggestion": chosen.to_dict(),

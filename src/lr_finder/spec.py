@@ -1,10 +1,6 @@
 """Loading a SPEC: the user's function, named ``package.module:function`` or ``path/to/file.py:function``,
 that builds the model, optimizer, criterion and loaders for ``lr-finder run``.
 
-Importing a file puts its folder on ``sys.path`` for the rest of the process (its own imports, and
-DataLoader workers that unpickle its classes, need it), like ``python path/to/file.py`` does; a module SPEC
-is looked up from the working folder, like ``python -m``.
-
 A SPEC that cannot be found or returns the wrong thing raises :class:`~lr_finder.errors.InputError`; the
 user's own code raising anything raises :class:`UserCodeError`, with the user's exception as its cause.
 """
@@ -30,11 +26,8 @@ SPEC_OPTIONAL = ("val_loader", "loss_fn", "scaler")
 
 
 class UserCodeError(Exception):
-    """The user's code (importing the SPEC, calling it, or training their model) raised.
-
-    ``str()`` says what was running and what was raised; ``__cause__`` is the user's exception, with its
-    traceback.
-    """
+    """The user's code (importing the SPEC, calling it, or training their model) raised: ``str()`` says what
+    was running and what was raised; ``__cause__`` is the user's exception, with its traceback."""
 
     def __init__(self, what: str, exc: BaseException) -> None:
         super().__init__(f"{what} raised {type(exc).__name__}: {exc}")
@@ -57,7 +50,8 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _import_file(path: Path, spec: str) -> Any:
-    """Import a Python file as a module; its folder goes on ``sys.path`` so its own imports work."""
+    """Import a Python file as a module. Its folder goes on ``sys.path`` for the rest of the process, as
+    under ``python path/to/file.py``: its own imports, and DataLoader workers unpickling its classes, need it."""
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -70,18 +64,18 @@ def _import_file(path: Path, spec: str) -> Any:
     sys.modules[name] = module  # registered first, so pickling its classes (DataLoader workers) works
     try:
         module_spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(name, None)
-        raise InputError(f"{path}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})") from exc
     except Exception as exc:
         sys.modules.pop(name, None)
+        if isinstance(exc, SyntaxError):
+            raise InputError(f"{path}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})") from exc
         raise UserCodeError(f"importing {path}", exc) from exc
     return module
 
 
 def _import_module(target: str, spec: str) -> Any:
+    """Import a module, looked up from the working folder too, as under ``python -m``."""
     cwd = os.getcwd()
-    if cwd not in sys.path:  # like `python -m`: modules in the working folder are importable
+    if cwd not in sys.path:
         sys.path.insert(0, cwd)
     try:
         return importlib.import_module(target)
@@ -93,9 +87,7 @@ def _import_module(target: str, spec: str) -> Any:
             ) from exc
         raise UserCodeError(f"importing {target}", exc) from exc  # a module the SPEC's own code imports
     except SyntaxError as exc:
-        raise InputError(
-            f"{exc.filename}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})"
-        ) from exc
+        raise InputError(f"{exc.filename}, line {exc.lineno}: syntax error: {exc.msg} (SPEC {spec!r})") from exc
     except Exception as exc:
         raise UserCodeError(f"importing {target}", exc) from exc
 
@@ -132,24 +124,18 @@ def unpack_spec(result: Any, spec: str) -> dict[str, Any]:
         f"{', '.join(SPEC_KEYS)} (optional: {', '.join(SPEC_OPTIONAL)})"
     )
     if isinstance(result, Mapping):
-        keys = [str(k) for k in result]
         missing = [k for k in SPEC_KEYS if k not in result]
-        unknown = [k for k in keys if k not in SPEC_KEYS + SPEC_OPTIONAL]
-        if missing or unknown:
-            problem = "; ".join(
-                ([f"missing {', '.join(missing)}"] if missing else [])
-                + ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
-            )
-            raise InputError(f"SPEC {spec!r} returned a dict with {problem}: {usage}")
+        unknown = [k for k in map(str, result) if k not in SPEC_KEYS + SPEC_OPTIONAL]
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        problems += [f"unknown key(s) {', '.join(unknown)}"] if unknown else []
+        if problems:
+            raise InputError(f"SPEC {spec!r} returned a dict with {'; '.join(problems)}: {usage}")
         return {str(k): v for k, v in result.items()}
-    if isinstance(result, (tuple, list)) and len(result) in (4, 5):
-        return dict(zip(SPEC_KEYS + ("val_loader",), result, strict=False))
-    what = (
-        f"a {type(result).__name__} of {len(result)}"
-        if isinstance(result, (tuple, list))
-        else type(result).__name__
-    )
-    raise InputError(f"SPEC {spec!r} returned {what}: {usage}")
+    if not isinstance(result, (tuple, list)):
+        raise InputError(f"SPEC {spec!r} returned {type(result).__name__}: {usage}")
+    if len(result) not in (4, 5):
+        raise InputError(f"SPEC {spec!r} returned a {type(result).__name__} of {len(result)}: {usage}")
+    return dict(zip(SPEC_KEYS + ("val_loader",), result, strict=False))
 
 
 def build(spec: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
