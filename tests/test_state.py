@@ -186,7 +186,7 @@ def test_awkward_tensors_and_tiny_disk_pieces_restore_exactly(tmp_path, monkeypa
     strides = {k: v.stride() for k, v in m.state_dict().items() if not v.is_sparse}
     snap = capture(m, opt, memory_cache=memory_cache, cache_dir=tmp_path)
     if not memory_cache:
-        assert max(len(v.pieces) for v in snap.saved.values) > 3
+        assert max(len(getattr(v, "pieces", ())) for v in snap.saved.values) > 3
     for _ in range(2):
         with torch.no_grad():
             for p in m.parameters():

@@ -33,7 +33,7 @@ import torch
 from .._logging import logger
 from ..sharding import is_dtensor
 from ._disk import DiskStore, OnDisk, check_cache_dir, open_store
-from ._memory import PinnedBuffer, copy_to_host
+from ._memory import PinnedBuffer, copy_to_host, raw_bytes
 
 __all__ = ["PinnedBuffer", "Snapshot", "capture", "local_tensor", "tracked_tensors"]
 
@@ -112,10 +112,11 @@ def _tensors_in(obj: Any, found: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _to_disk(live: _Payload, cache_dir: str | os.PathLike[str] | None) -> tuple[_Payload, DiskStore]:
+    """Raw bytes to the file; the few tensors whose bytes are not their values (sparse, quantized) in memory."""
     total = sum(t.numel() * t.element_size() for t in _tensors_in(live, []))
     store = open_store(cache_dir, total)
     try:
-        saved = _map_tensors(live, store.add)  # in the order restore() reads them
+        saved = _map_tensors(live, lambda t: store.add(t) if raw_bytes(t) else t.to("cpu", copy=True))
         store.finish()
     except BaseException:
         store.delete()

@@ -5,9 +5,8 @@ parameters); the bytes are written as they are, and the shapes, dtypes and offse
 :class:`OnDisk` records. A CPU tensor is written straight from its own memory and read back straight into
 the live tensor (``os.write`` / ``os.preadv``), so a disk snapshot costs a copy into the page cache and one
 back, and adds no memory beyond the state. Anything else (CUDA, non-contiguous tensors) passes through one
-scratch buffer of at most :data:`CHUNK` bytes, reused for every piece. Tensors whose bytes cannot be viewed
-(quantized, sparse) are few and small; they go to a side file with ``torch.save`` and come back with
-``torch.load(weights_only=True)``.
+scratch buffer of at most :data:`CHUNK` bytes, reused for every piece. Tensors whose bytes are not their
+values (sparse, quantized) are few and small: the snapshot keeps them in memory (see ``capture``).
 """
 
 from __future__ import annotations
@@ -32,23 +31,18 @@ def _bytes_of(flat: torch.Tensor) -> memoryview:
 
 
 class DiskStore:
-    """The snapshot file ``snapshot.bin`` (and ``other.pt`` when needed) in ``folder``, which it owns."""
+    """The snapshot file ``snapshot.bin`` in ``folder``, which it owns."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
         self.path = os.path.join(folder, "snapshot.bin")
-        self._other_path = os.path.join(folder, "other.pt")
         self._fd: int | None = os.open(self.path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._size = 0
-        self._other: list[torch.Tensor] | None = []
         self._scratch: torch.Tensor | None = None
 
     def add(self, t: torch.Tensor) -> OnDisk:
-        """Write the values of ``t`` at the end of the file; the record to read them back with."""
-        if not raw_bytes(t):
-            assert self._other is not None, "add() after finish()"
-            self._other.append(t.to("cpu", copy=True))
-            return OnDisk(tuple(t.shape), t.dtype, (), -len(self._other), self)
+        """Write the values of ``t`` (its bytes are its values) at the end of the file; the record to read
+        them back with."""
         flat = (t if t.is_contiguous() else t.contiguous()).reshape(-1)
         size, n = flat.element_size(), flat.numel()
         step = max(1, CHUNK // size)
@@ -60,7 +54,7 @@ class DiskStore:
                 piece = self._scratch_for((stop - start) * size).view(flat.dtype).copy_(piece)
             pieces.append((self._size, start, stop))
             self._write(_bytes_of(piece))
-        return OnDisk(tuple(t.shape), t.dtype, tuple(pieces), 0, self)
+        return OnDisk(tuple(t.shape), t.dtype, tuple(pieces), self)
 
     def _write(self, data: memoryview) -> None:
         assert self._fd is not None, "add() after finish()"
@@ -70,15 +64,11 @@ class DiskStore:
         self._size += done
 
     def finish(self) -> None:
-        """Close the file under its final name and save the odd tensors; free the scratch buffer."""
+        """Close the file under its final name; free the scratch buffer."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
             os.replace(self.path + ".tmp", self.path)
-        if self._other:
-            torch.save(self._other, self._other_path + ".tmp")
-            os.replace(self._other_path + ".tmp", self._other_path)
-        self._other = None
         self._scratch = None
 
     def _scratch_for(self, nbytes: int) -> torch.Tensor:
@@ -105,18 +95,11 @@ class DiskStore:
         if target is not dst:
             dst.copy_(target)
 
-    def other(self, index: int) -> torch.Tensor:
-        """The ``index``-th odd tensor (loaded once per restore)."""
-        if self._other is None:
-            self._other = torch.load(self._other_path, map_location="cpu", weights_only=True)
-        return self._other[index]
-
     def release(self) -> None:
-        """Close the file and free what a restore loaded (call after a restore)."""
+        """Close the file and free the scratch buffer (call after a restore)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._other = None
         self._scratch = None
 
     def delete(self) -> None:
@@ -127,20 +110,15 @@ class DiskStore:
 
 @dataclass(frozen=True)
 class OnDisk:
-    """A tensor saved in a :class:`DiskStore`: shape, dtype and pieces ``(file offset, start, stop)``, or
-    the ``-other``-th odd tensor when ``other < 0``."""
+    """A tensor saved in a :class:`DiskStore`: shape, dtype and pieces ``(file offset, start, stop)``."""
 
     shape: tuple[int, ...]
     dtype: torch.dtype
     pieces: tuple[tuple[int, int, int], ...]
-    other: int
     store: DiskStore = field(repr=False, compare=False)
 
     def fill(self, dst: torch.Tensor) -> None:
         """Copy the saved values into ``dst`` (same shape and dtype, any device)."""
-        if self.other < 0:
-            dst.copy_(self.store.other(-self.other - 1))
-            return
         target = dst if dst.is_contiguous() and raw_bytes(dst) else torch.empty(self.shape, dtype=self.dtype)
         flat = target.view(-1)
         for offset, start, stop in self.pieces:
