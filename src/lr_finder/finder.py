@@ -1,4 +1,5 @@
-"""``LRFinder``: the thin façade that wires the sweep, the snapshot, the analysis and the reports."""
+"""``LRFinder``: the range test itself (checks, the step runner, the snapshot around the sweep, the history),
+and verify(); what it reads from its curve (suggestion, plot, files) is :class:`lr_finder.report.Readout`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, files, plotting, report
+from . import distributed, report
 from ._logging import logger
 from .batches import LossFn
 from .errors import InputTypeError, RangeTestError
@@ -25,7 +26,6 @@ from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag, check_lr
 from .sharding import reset_sharded
 from .snapshot import PinnedBuffer, Snapshot, capture
-from .suggestion import Suggestion, analyze_history
 from .training import GroupSchedule, LocalSteps, Trainer, sweep
 from .validation import (
     check_cache_dir,
@@ -39,7 +39,7 @@ from .validation import (
 from .verify import DEFAULT_FACTORS, Verification, choose, plan, score
 
 
-class LRFinder:
+class LRFinder(report.Readout):
     """The learning-rate range test (Smith, 2017) for a PyTorch model.
 
     Args:
@@ -274,95 +274,6 @@ class LRFinder:
             trials.append(score(value, record.raw_loss, settings.num_iter, record.stop_reason))
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
         return choose(trials, suggested)
-
-    # -- analysis and reports (lr_finder.report) -----------------------------------------------------
-    def _require_history(self, what: str) -> None:
-        if not self.history.lr:
-            why = f" (the last one recorded no step: {self.history.stop_reason})" if self.history.stop_reason else ""
-            raise RuntimeError(f"{what} needs a finished range test: call range_test(train_loader) first{why}")
-
-    def suggestion(self, method: str = "default") -> Suggestion:
-        """The full analysis of the last curve: LR, optimal range, confidence and diagnostics."""
-        self._require_history("suggestion()")
-        return analyze_history(self.history, method)
-
-    def get_suggested_lr(self, method: str = "default") -> float | None:
-        """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.
-
-        ``method`` is one of :func:`lr_finder.available_methods`; the default, ``"backoff"``, was chosen by
-        ``benchmarks/suggestion_quality.py`` (``"steepest"`` is the steepest descent of log(smoothed loss)
-        against log(LR)).
-        """
-        result = self.suggestion(method)
-        report.log_suggestion(self.history, result)
-        return result.lr
-
-    def summary(self, method: str = "default") -> dict[str, Any]:
-        """Everything about the last run as plain data (see :func:`lr_finder.report.summarize`).
-
-        Settings, versions, device, stop reason, timing, every method's pick, the optimal range and the
-        diagnostics; ``device_name`` is the GPU's name on CUDA.
-        """
-        self._require_history("summary()")
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
-        return {**report.summarize(self.history, method), "device_name": name}
-
-    def plot(
-        self,
-        save_path: str | os.PathLike[str] | None = None,
-        suggest: bool = True,
-        save_csv: bool = True,
-        annotate: bool = True,
-        auto_reset: bool = True,
-        ax: Any = None,
-        *,
-        method: str = "default",
-        show_slope: bool = False,
-    ) -> float | None:
-        """Draw the curve, save the files, and return the suggested LR (``None`` when there is none).
-
-        Args:
-            save_path: the image file to write (folders are created; ``.png``, ``.svg``, ``.pdf``, ...),
-                or a folder (existing, or ending in ``/``) to write ``lr_finder_plot.png`` in; not saved
-                when ``None``. A name without an image extension raises ``InputError`` before drawing.
-                With neither ``save_path`` nor ``ax`` the plot is shown where there is a display.
-            suggest: mark the suggestion and the zones on the plot.
-            save_csv: write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into
-                ``cache_dir`` when given, else beside the plot, else the working directory.
-            annotate: write the suggested value on the plot.
-            auto_reset: call :meth:`reset` afterwards (the model is already restored by ``range_test``).
-            ax: matplotlib axes to draw on; a new figure when ``None``.
-            method: the suggestion method (see :func:`lr_finder.available_methods`).
-            show_slope: add a panel below the curve with the slope the suggestion reads (d log loss /
-                d log10 LR of the smoothed curve); on ``ax``'s figure it is inset below ``ax``.
-
-        Raises:
-            InputError: ``save_path`` names no image file (checked before anything is drawn).
-            StorageError: a folder cannot be created or a file written; the message names the user's path.
-        """
-        self._require_history("plot()")
-        target = None if save_path is None else files.image_target(save_path, plotting.image_formats())
-        result = self.suggestion(method)
-        report.log_suggestion(self.history, result)
-        if distributed.is_main():  # only rank 0 draws and writes
-            report.draw(self.history, result if suggest else None, target, ax, annotate=annotate, show_slope=show_slope)
-            if save_csv:
-                self.save(self.cache_dir or (target.parent if target is not None else Path.cwd()), result)
-        if auto_reset:
-            self.reset()
-        return result.lr
-
-    def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
-        """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary.
-
-        Under ``torch.distributed`` only rank 0 writes; other ranks write nothing and get ``{}``.
-        """
-        self._require_history("save()")
-        if not distributed.is_main():
-            logger.debug("save(): rank %d writes no files (rank 0 does)", distributed.rank())
-            return {}
-        result = result or self.suggestion()
-        return report.save(out_dir, self.history, result, self.summary(result.method))
 
     # -- restore ------------------------------------------------------------------------------------
     def reset(self) -> None:

@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,111 @@ def summarize(history: History, method: str = "default") -> dict[str, Any]:
         "diagnostics": list(chosen.diagnostics),
         "methods": {m: analyze_history(history, m).to_dict() for m in available_methods()},
     }
+
+
+class Readout:
+    """What :class:`lr_finder.LRFinder` reads from its last curve (``self.history``): the suggestion, the
+    summary, the plot and the files. Only rank 0 of a distributed test draws and writes."""
+
+    history: History
+    device: Any  # a torch.device
+    cache_dir: Path | None
+    reset: Callable[[], None]  # the finder's own: plot(auto_reset=True) calls it
+
+    def _require_history(self, what: str) -> None:
+        if not self.history.lr:
+            why = f" (the last one recorded no step: {self.history.stop_reason})" if self.history.stop_reason else ""
+            raise RuntimeError(f"{what} needs a finished range test: call range_test(train_loader) first{why}")
+
+    def suggestion(self, method: str = "default") -> Suggestion:
+        """The full analysis of the last curve: LR, optimal range, confidence and diagnostics."""
+        self._require_history("suggestion()")
+        return analyze_history(self.history, method)
+
+    def get_suggested_lr(self, method: str = "default") -> float | None:
+        """The suggested learning rate, or ``None`` (with the reason logged) when the curve cannot support one.
+
+        ``method``: one of :func:`lr_finder.available_methods`; ``"default"`` is the rule chosen by
+        ``benchmarks/suggestion_quality.py``.
+        """
+        result = self.suggestion(method)
+        log_suggestion(self.history, result)
+        return result.lr
+
+    def summary(self, method: str = "default") -> dict[str, Any]:
+        """Everything about the last run as plain data (:func:`lr_finder.report.summarize`; ``device_name``
+        is the GPU's name on CUDA)."""
+        self._require_history("summary()")
+        name = _cuda_name(self.device) if self.device.type == "cuda" else self.device.type
+        return {**summarize(self.history, method), "device_name": name}
+
+    def plot(
+        self,
+        save_path: str | os.PathLike[str] | None = None,
+        suggest: bool = True,
+        save_csv: bool = True,
+        annotate: bool = True,
+        auto_reset: bool = True,
+        ax: Any = None,
+        *,
+        method: str = "default",
+        show_slope: bool = False,
+    ) -> float | None:
+        """Draw the curve, save the files, and return the suggested LR (``None`` when there is none).
+
+        Args:
+            save_path: the image to write (``.png``, ``.svg``, ``.pdf``, ...; folders are created), or a folder
+                (existing, or ending in ``/``) for ``lr_finder_plot.png``. Without it and ``ax``, the plot is
+                shown where there is a display.
+            suggest: mark the suggestion and the zones.
+            save_csv: write ``lr_finder_log.csv``, ``best_lr.txt`` and ``lr_finder_summary.json`` into
+                ``cache_dir`` when given, else beside the plot, else the working directory.
+            annotate: write the suggested value on the plot.
+            auto_reset: call :meth:`reset` afterwards (``range_test`` has already restored the model).
+            ax: matplotlib axes to draw on; a new figure when ``None``.
+            method: the suggestion method (see :func:`lr_finder.available_methods`).
+            show_slope: a panel below with the slope the suggestion reads (d log loss / d log10 LR).
+
+        Raises:
+            InputError: ``save_path`` names no image file (before anything is drawn).
+            StorageError: a folder cannot be created or a file written; the message names the path.
+        """
+        self._require_history("plot()")
+        target = None if save_path is None else files.image_target(save_path, plotting.image_formats())
+        result = self.suggestion(method)
+        log_suggestion(self.history, result)
+        if _is_main():  # only rank 0 draws and writes
+            draw(self.history, result if suggest else None, target, ax, annotate=annotate, show_slope=show_slope)
+            if save_csv:
+                self.save(self.cache_dir or (target.parent if target is not None else Path.cwd()), result)
+        if auto_reset:
+            self.reset()
+        return result.lr
+
+    def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
+        """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary into
+        ``out_dir``; under ``torch.distributed`` only rank 0 writes (the others get ``{}``)."""
+        self._require_history("save()")
+        if not _is_main():
+            logger.debug("save(): rank %d writes no files (rank 0 does)", _rank())
+            return {}
+        result = result or self.suggestion()
+        return save(out_dir, self.history, result, self.summary(result.method))
+
+
+def _is_main() -> bool:
+    from .distributed import is_main  # torch is loaded only by a finder (``lr-finder analyze`` needs none)
+
+    return is_main()
+
+
+def _rank() -> int:
+    from .distributed import rank
+
+    return rank()
+
+
+def _cuda_name(device: Any) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device)
