@@ -1,38 +1,27 @@
 """torch.distributed glue: which process writes, and ranks that train one model in lock-step.
 
-Everything here is a no-op when ``torch.distributed`` is not initialised (or has one process), and for a
-model that is neither wrapped in ``DistributedDataParallel`` nor sharded (``fully_shard``, or ``DTensor``
-parameters from tensor parallelism): such a model trains on its own in each process, so the range test
-runs there as in a single process (this is also what makes "run the finder on rank 0 only, on a plain copy
-of the model" work without a hang).
-
+Without an initialised process group of several processes, or for a model neither wrapped in
+``DistributedDataParallel`` nor sharded (``fully_shard``, ``DTensor`` parameters), each process runs its own
+test as a single process would (so "the finder on rank 0 only, on a plain copy" works without a hang).
 With a DDP or sharded model, :class:`LockstepSteps` keeps every rank at the same step:
 
-* Each step makes **one** all-reduce, of ``[loss, failed_0, ..., failed_{world-1}]``, after every rank's
-  forward pass and *before* the backward pass. The backward pass runs the model's own collectives (DDP's
-  gradient all-reduces, FSDP's all-gathers and reduce-scatters), so a rank that failed in its forward pass
-  and skipped backward would leave the others blocked there; the check before it lets every rank see the
-  failure and stop at the same point. The failing rank re-raises its own exception; the others raise a
-  ``RuntimeError`` that names it. Every rank restores its own state.
-* With gradient accumulation, DDP's earlier micro-batches run under ``no_sync`` (no collective), but a
-  sharded model's backward passes all make collectives: there the same check runs before *each*
-  micro-batch's backward pass.
-* The next step's batches are fetched *before* that all-reduce, so an exception in a rank's loader is
-  reported in the same all-reduce (a rank that lacked a batch would otherwise skip the forward pass whose
-  collectives the others wait in). One extra all-reduce checks the snapshot and the first batches.
-* The recorded loss is the mean over ranks of each rank's loss, so every rank records the same curve (an
-  all-reduce gives every rank the same sum), stops at the same step and suggests the same LR.
-* With ``val_loader`` the per-rank validation loss is averaged in a second all-reduce per step. Under DDP
-  validation runs on the module inside DDP (no collective of its own); a sharded model can only run as a
-  whole, so its validation makes collectives too.
+* One all-reduce per step, of ``[loss, failed_0, ..., failed_{world-1}]``, after every rank's forward pass
+  and *before* the backward pass, whose collectives (DDP's gradient all-reduces, FSDP's all-gathers) would
+  leave the others blocked if one rank had failed: every rank sees the failure and stops at the same point.
+  The failing rank re-raises its own exception, the others a ``RuntimeError`` naming it; each restores its
+  own state. A sharded model's accumulated micro-batches all make collectives, so there the check runs
+  before each micro-batch's backward (DDP's run under ``no_sync``).
+* The next step's batches are fetched before that all-reduce, so a loader's exception is reported in it;
+  one extra all-reduce checks the snapshot and the first batches.
+* The recorded loss is the mean over ranks: every rank records the same curve, stops at the same step and
+  suggests the same LR. With ``val_loader`` the validation loss is averaged in a second all-reduce (under
+  DDP on the module inside it, without collectives; a sharded model's validation makes its own).
 
-A sharded model is snapshot rank by rank: each rank saves and restores its own shards (a ``DTensor``'s
-local tensor, see :mod:`lr_finder.snapshot`), and no collective is made for it.
-
-Not coordinated (they end with the process-group timeout, as in any distributed training): a failure in
-the host-to-device copy of a batch, in the backward pass or in the optimizer step, a rank that dies
-outright, a failure *inside* a forward pass that makes collectives (``SyncBatchNorm``, every sharded
-model) before the last of them, and a failure during a sharded model's validation.
+Each rank snapshots its own shards (a ``DTensor``'s local tensor), with no collective. Not coordinated (they
+end with the process-group timeout, as in any distributed training): a failure in a batch's copy to the
+device, in the backward pass or the optimizer step, a rank that dies, a failure inside a forward pass that
+makes collectives (``SyncBatchNorm``, sharded models) before the last of them, and a failure during a
+sharded model's validation.
 """
 
 from __future__ import annotations

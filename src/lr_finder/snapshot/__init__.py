@@ -1,20 +1,16 @@
-"""Snapshots of everything a range test changes, and their exact restore: ``capture(...) -> Snapshot``,
-then ``Snapshot.restore()`` (any number of times) and ``Snapshot.close()``.
+"""Snapshots of everything a range test changes: ``capture(...) -> Snapshot``, then ``Snapshot.restore()``
+(bit for bit, any number of times) and ``Snapshot.close()``.
 
-What is captured: every module's parameters and buffers by name (the objects, ``None`` too) and its
-train/eval mode, for the model and a criterion that is a module; the values, ``requires_grad`` flags and
-``.grad`` tensors of those tensors and of every parameter the optimizer holds; the optimizer's
-per-parameter state, param-group hyper-parameters and the counters an attached LR scheduler reads; the
-GradScaler's state; the RNG states (Python, NumPy, torch CPU, CUDA when initialised, and extra generators
-such as a DataLoader's).
+Captured: every module's parameters and buffers by name (the objects, ``None`` too) and train/eval mode,
+for the model and a criterion that is a module; the values, ``requires_grad`` and ``.grad`` of those and of
+every parameter the optimizer holds; the optimizer's state, param-group hyper-parameters and the counters
+an LR scheduler reads; the GradScaler's state; the RNGs (Python, NumPy, torch, CUDA when initialised, and
+generators such as a DataLoader's). Restore puts the very objects back in their slots (undoing
+``self.steps = self.steps + 1`` in ``forward``) and copies the saved values *into* them, so the optimizer's
+state stays keyed by the same parameters and the copy is never aliased.
 
-Restore puts the very objects back in their modules' slots (undoing ``self.steps = self.steps + 1`` in
-``forward``) and copies the saved values *into* them, so the optimizer's state stays keyed by the same
-parameters and the snapshot is never aliased: it can be restored any number of times.
-
-The values live in CPU memory (:mod:`._memory`: one flat buffer; a reused pinned one for CUDA tensors) or,
-with ``memory_cache=False``, as raw bytes in a file in a private folder (:mod:`._disk`). Both copies are
-complete before ``capture`` returns, so nothing the training does afterwards, on any stream, can race them.
+The values live in CPU memory (:mod:`._memory`) or, with ``memory_cache=False``, in a file (:mod:`._disk`),
+complete before ``capture`` returns: nothing the training does afterwards, on any stream, can race them.
 """
 
 from __future__ import annotations
