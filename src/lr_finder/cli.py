@@ -41,12 +41,6 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-class RunFailed(click.ClickException):
-    """The run failed (the user's code raised, or no LR could be suggested): exit status 1."""
-
-    exit_code = 1
-
-
 class _Commands(click.Group):
     """The command group; turns the library's typed errors into exit codes, whichever command raised."""
 
@@ -56,12 +50,11 @@ class _Commands(click.Group):
         except errors.InputError as exc:  # InputTypeError and StorageError too
             raise BadInput(str(exc)) from exc
         except errors.RangeTestError as exc:
-            raise RunFailed(f"the range test failed: {exc}") from exc
+            raise click.ClickException(f"the range test failed: {exc}") from exc
 
 
 @contextlib.contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
-    """``--quiet``: only the library's warnings, for the duration of the command."""
     log = logging.getLogger("lr_finder")
     level = log.level
     log.setLevel(logging.WARNING if quiet else level)
@@ -94,8 +87,8 @@ def _user_code_reported(show_traceback: bool) -> Iterator[None]:
         cause = exc.__cause__
         if show_traceback and cause is not None:
             traceback.print_exception(cause, file=sys.stderr)
-            raise RunFailed(str(exc)) from cause
-        raise RunFailed(f"{exc} (rerun with --traceback for the full traceback)") from cause
+            raise click.ClickException(str(exc)) from cause
+        raise click.ClickException(f"{exc} (rerun with --traceback for the full traceback)") from cause
 
 
 def _fmt(lr: float | None) -> str:
@@ -131,7 +124,7 @@ def _emit(summary: Mapping[str, Any], written: Sequence[Path], as_json: bool) ->
     """Print the summary, as JSON or as :func:`_report`'s text; no suggestion is a failed run."""
     click.echo(json.dumps(files.jsonable(dict(summary)), indent=2) if as_json else "\n".join(_report(summary, written)))
     if summary["suggestion"]["lr"] is None:
-        raise RunFailed(f"no learning rate could be suggested: {summary['suggestion']['reason']}")
+        raise click.ClickException(f"no learning rate could be suggested: {summary['suggestion']['reason']}")
 
 
 @click.group(

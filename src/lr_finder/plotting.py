@@ -38,14 +38,14 @@ def new_figure(show_slope: bool = False, *, pyplot: bool = False) -> tuple[Any, 
     """``(figure, loss_ax, slope_ax)``, ``slope_ax`` below sharing the x axis with ``show_slope``, else ``None``.
     A pyplot figure (for ``plt.show()``) with ``pyplot``, else a bare ``Figure``: no display, never leaks."""
     size = (FIGSIZE[0], FIGSIZE[1] + (SLOPE_HEIGHT if show_slope else 0.0))
+    from matplotlib.figure import Figure
+
+    make: Any = Figure
     if pyplot:
         import matplotlib.pyplot as plt
 
-        fig = plt.figure(figsize=size, dpi=DPI, layout="constrained")
-    else:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+        make = plt.figure
+    fig = make(figsize=size, dpi=DPI, layout="constrained")
     if not show_slope:
         return fig, fig.add_subplot(), None
     return fig, *fig.subplots(2, 1, sharex=True, height_ratios=_PANELS)
@@ -86,7 +86,7 @@ def y_limits(loss: np.ndarray, raw: np.ndarray | None = None) -> tuple[float, fl
     bottom = lo
     if raw is not None:
         r = np.asarray(raw, dtype=float)
-        r = r[: min(r.size, np.flatnonzero(np.isfinite(loss))[imin] + 1)]
+        r = r[: np.flatnonzero(np.isfinite(loss))[imin] + 1]
         r = r[np.isfinite(r)]
         if r.size:
             bottom = max(min(lo, float(np.min(r))), lo - 0.5 * span)
@@ -151,7 +151,6 @@ def _axes(ax: Any, show_slope: bool, slope_ax: Any) -> tuple[Any, Any]:
 
 
 def _finish(ax: Any, slope_ax: Any, ylabel: str, title: str | None) -> Any:
-    """Labels and grid of the loss axes; the x label goes on the bottom axes, which are returned."""
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -192,7 +191,7 @@ def draw(
     if ax.get_legend_handles_labels()[0]:
         _legend(ax)
     if slope_ax is not None:
-        draw_slope(history, suggestion, slope_ax, zones=zones, curve=curve)
+        draw_slope(history, suggestion, slope_ax, curve, zones=zones)
     if notes:
         _write_notes(bottom, suggestion, history)
     return ax
@@ -201,7 +200,6 @@ def draw(
 def _draw_loss(
     ax: Any, history: History, curve: Curve | str, suggestion: Suggestion | None, *, annotate: bool, zones: bool
 ) -> None:
-    """The raw loss, the analysis's smoothed loss, the zones and the suggestion, on the loss axes."""
     lrs = np.asarray(history.lr, dtype=float)
     raw = np.asarray(history.raw_loss, dtype=float)
     if not np.isfinite(raw).any():
@@ -234,7 +232,6 @@ def _lr_span(history: History) -> tuple[float, float] | None:
 
 
 def _write_notes(bottom: Any, suggestion: Suggestion | None, history: History) -> None:
-    """The stop reason and the diagnostics, under the x label of the bottom axes."""
     notes = [f"stopped early: {history.stop_reason}"] if history.stop_reason else []
     if suggestion is not None:
         if suggestion.lr is None and suggestion.reason:
@@ -253,7 +250,6 @@ def _write_notes(bottom: Any, suggestion: Suggestion | None, history: History) -
 def _mark(
     ax: Any, lrs: np.ndarray, loss: np.ndarray, s: Suggestion, lo_lr: float, hi_lr: float, annotate: bool
 ) -> None:
-    """The suggested LR: a dashed line, a dot on the curve and, with ``annotate``, its value."""
     assert s.lr is not None
     ax.axvline(s.lr, color="red", linestyle="--", linewidth=1.5, label=f"suggested LR ({s.method})")
     _dot(ax, lrs, loss, s, "red", "white")
@@ -294,13 +290,12 @@ def slope_limits(curve: Curve) -> tuple[float, float] | None:
 
 def draw_slope(
     history: History, suggestion: Suggestion | None, ax: Any,
-    *, zones: bool = True, color: str = "#6a3d9a", label: str | None = None, curve: Curve | str | None = None,
+    curve: Curve | str, *, zones: bool = True, color: str = "#6a3d9a", label: str | None = None,
 ) -> Any:
-    """The slope of the analysis's smoothed loss against log10(LR), the quantity the suggestion reads, over
+    """The slope of ``history``'s analysis ``curve`` against log10(LR), the quantity the suggestion reads, over
     the points of the smoothed loss. A ``label`` (one curve of a comparison) draws the suggestion in ``color``
-    instead of red, and no caption. ``curve``: ``history``'s analysis curve, when the caller has it.
+    instead of red, and no caption.
     """
-    curve = analysis_curve(history) if curve is None else curve
     ax.set_xscale("log")
     if isinstance(curve, str):
         text = textwrap.fill(f"no slope: {curve}", 80)
@@ -328,7 +323,6 @@ def draw_slope(
 
 
 def _set_ylim(ax: Any, limits: Sequence[tuple[float, float] | None]) -> None:
-    """Y limits that hold every one of ``limits`` (none set when none is known)."""
     known = [lim for lim in limits if lim is not None]
     if known:
         ax.set_ylim(min(a for a, _ in known), max(b for _, b in known))
@@ -356,7 +350,7 @@ def draw_compare(
             y_lims.append(_draw_one(ax, h, c, s, name, color, raw))
             xs += [float(np.min(h.lr)), float(np.max(h.lr))]
         if slope_ax is not None:
-            draw_slope(h, s, slope_ax, zones=False, color=color, label=name, curve=c)
+            draw_slope(h, s, slope_ax, c, zones=False, color=color, label=name)
     ax.set_xscale("log")
     if xs and max(xs) > min(xs):
         ax.set_xlim(min(xs), max(xs))
