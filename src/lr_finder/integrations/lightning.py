@@ -19,7 +19,6 @@ after ``find_lr`` gives the losses it would have given without it (see the READM
 from __future__ import annotations
 
 import itertools
-import unittest.mock
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -134,6 +133,7 @@ class LRFinderCallback(Callback):
 
 
 def _apply(trainer: Any, module: Any, attr: str, lr: float) -> None:
+    """Write ``lr`` to the module and build the trainer's optimizers and schedulers again with it."""
     old = lightning_getattr(module, attr)
     before = _base_lrs(trainer.optimizers)
     lightning_setattr(module, attr, lr)
@@ -164,9 +164,14 @@ def _run(
             )
     # self.log / self.log_dict do nothing during the test: outside fit they would warn or raise, inside it
     # they would write the test's values into the trainer's metrics
-    silenced: dict[str, Any] = dict.fromkeys(_LOG_METHODS, lambda *args, **kwargs: None)
-    with unittest.mock.patch.multiple(module, **silenced):
+    saved = {name: module.__dict__[name] for name in _LOG_METHODS if name in module.__dict__}
+    module.__dict__.update(dict.fromkeys(_LOG_METHODS, lambda *args, **kwargs: None))
+    try:
         return range_test(module, optimizer, _step_loss(module), loader, settings, clip, clip_by)
+    finally:
+        for name in _LOG_METHODS:
+            module.__dict__.pop(name, None)
+        module.__dict__.update(saved)
 
 
 def _overrides(module: Any, name: str) -> bool:
