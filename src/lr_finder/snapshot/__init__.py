@@ -28,7 +28,7 @@ import torch
 
 from .._logging import logger
 from ..sharding import is_dtensor
-from ._disk import DiskStore, OnDisk, check_cache_dir, open_store
+from ._disk import DiskStore, OnDisk, check_writable, open_store
 from ._memory import PinnedBuffer, copy_to_host, raw_bytes
 
 __all__ = ["PinnedBuffer", "Snapshot", "capture", "local_tensor", "tracked_tensors"]
@@ -326,7 +326,7 @@ def capture(
     with torch.no_grad():  # copies, not graph nodes (a sparse tensor is not detached)
         if memory_cache:
             if cache_dir is not None:
-                check_cache_dir(cache_dir)
+                check_writable(cache_dir)
             copies = copy_to_host(_tensors_in(live, []), pinned or PinnedBuffer())
             saved, store = _map_tensors(live, lambda t: copies[id(t)]), None
         else:

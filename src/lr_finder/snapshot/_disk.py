@@ -136,18 +136,18 @@ class OnDisk:
 def open_store(cache_dir: str | os.PathLike[str] | None, total: int) -> DiskStore:
     """A store for ``total`` bytes in a new private folder (inside ``cache_dir`` when given), space checked."""
     if cache_dir is not None:
-        check_cache_dir(cache_dir, total)
+        check_writable(cache_dir, total)
     folder = tempfile.mkdtemp(prefix="lr_finder_snapshot_", dir=None if cache_dir is None else cache_dir)
     try:
         if cache_dir is None:
-            check_cache_dir(folder, total)
+            check_writable(folder, total)
         return DiskStore(folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def check_cache_dir(cache_dir: str | os.PathLike[str], needed: int | None = None) -> None:
+def check_writable(cache_dir: str | os.PathLike[str], needed: int | None = None) -> None:
     """Raise :class:`~lr_finder.errors.StorageError` now, before any training, when ``cache_dir`` is unusable.
 
     With ``needed`` (bytes of a disk snapshot) the folder is created and must have the space; without it
