@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lr_finder import LRFinder
-from lr_finder.errors import StorageError
+from lr_finder.errors import InputError, StorageError
 from lr_finder.settings import DEFAULTS
 
 from tasks import assert_same_state, diabetes_regression, digits_mlp, state_of
@@ -363,3 +363,19 @@ def test_full_disk_is_an_error_before_training(tmp_path, monkeypatch):
         f.range_test(task.loader, num_iter=5, **RT)
     assert_same_state(before, state_of(task.model, task.optimizer))
     assert not list(tmp_path.iterdir())
+
+
+def test_gradient_clipping_is_checked_and_reaches_every_step():
+    task = digits_mlp(optimizer="sgd")
+    for kwargs, match in [({"clip_grad_norm": 1.0, "clip_grad_value": 1.0}, "not both"),
+                          ({"clip_grad_norm": -1.0}, "clip_grad_norm=-1.0 must be a positive finite"),
+                          ({"clip_grad_value": "1"}, "clip_grad_value='1' must be a number")]:
+        with pytest.raises(InputError, match=match):
+            LRFinder(task.model, task.optimizer, task.criterion, **kwargs)
+    seen: list[float] = []
+    task.optimizer.register_step_pre_hook(
+        lambda opt, *_: seen.append(max(float(p.grad.abs().max()) for p in task.model.parameters())))
+    f = LRFinder(task.model, task.optimizer, task.criterion, clip_grad_value=1e-4)
+    h = f.range_test(task.loader, start_lr=1e-3, end_lr=1e3, num_iter=15, show_progress=False)
+    assert h.settings["clip_grad_value"] == 1e-4 and h.stop_reason is None  # clipped: even lr 1000 is tame
+    assert len(seen) == 15 and max(seen) <= 1e-4

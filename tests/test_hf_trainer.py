@@ -190,6 +190,23 @@ def test_max_grad_norm_clips_the_gradients_of_each_step(tmp_path):
     assert np.ptp(clipped.history.raw_loss) < 0.05
 
 
+def test_verify_after_find_lr_clips_as_the_sweep_did(tmp_path):
+    trainer = make_trainer(tmp_path, max_grad_norm=1e-3, optim="sgd")
+    finder = find_lr(trainer, num_iter=12, end_lr=1e-2)
+    norms: list[float] = []
+
+    def record(opt: Any, *_: Any) -> None:
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    handle = finder.optimizer.register_step_pre_hook(record)
+    try:
+        finder.verify(trainer.get_train_dataloader(), lr=1.0, factors=(1.0,), steps=4)
+    finally:
+        handle.remove()
+    assert len(norms) == 4 and max(norms) <= 1e-3 * (1 + 1e-4), norms  # what reaches the optimizer is clipped
+
+
 def test_bf16_maps_to_bf16_autocast(tmp_path):
     finder = find_lr(make_trainer(tmp_path, bf16=True), num_iter=8, end_lr=1e-3)
     assert finder.history.settings["amp_dtype"] == "bfloat16"

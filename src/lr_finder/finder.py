@@ -18,12 +18,12 @@ from tqdm.auto import tqdm
 from . import distributed, report
 from ._logging import logger
 from .batches import LossFn
-from .errors import InputTypeError, RangeTestError
+from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
 from .loaders import LoaderBookkeeping, loader_generators
 from .monitor import Recorder, StopRule
 from .schedule import group_ratios, group_schedule
-from .settings import RangeTestSettings, check_flag, check_lr
+from .settings import RangeTestSettings, check_flag, check_lr, check_positive
 from .sharding import reset_sharded
 from .snapshot import PinnedBuffer, Snapshot, capture
 from .training import GroupSchedule, LocalSteps, Trainer, sweep
@@ -55,6 +55,9 @@ class LRFinder(report.Readout):
         scaler: your ``torch.amp.GradScaler`` for mixed precision; one is created on CUDA when ``None``.
         loss_fn: ``loss_fn(model, batch) -> scalar loss tensor``, replacing forward + criterion for
             batches of any shape.
+        clip_grad_norm, clip_grad_value: clip the gradients before each optimizer step as your training
+            does (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``, after unscaling with a
+            GradScaler); the range test and :meth:`verify` both apply it.
 
     Example:
         >>> finder = LRFinder(model, optimizer, criterion)           # doctest: +SKIP
@@ -73,12 +76,18 @@ class LRFinder(report.Readout):
         scaler: Any = None,
         *,
         loss_fn: LossFn | None = None,
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
     ) -> None:
         optimizer, scaler = unwrap_optimizer(optimizer, scaler)  # accelerate's AcceleratedOptimizer
         check_objects(model, optimizer, criterion, scaler)
         if loss_fn is not None and not callable(loss_fn):
             raise InputTypeError(f"loss_fn must be callable as loss_fn(model, batch) -> loss, got {loss_fn!r}")
         check_cache_dir(cache_dir)
+        if clip_grad_norm is not None and clip_grad_value is not None:
+            raise InputError("give clip_grad_norm or clip_grad_value, not both (training clips one way)")
+        self.clip_grad = (None if clip_grad_norm is None else check_positive("clip_grad_norm", clip_grad_norm),
+                          None if clip_grad_value is None else check_positive("clip_grad_value", clip_grad_value))
         self.model = model
         self.optimizer = optimizer
         self.criterion = criterion
@@ -176,7 +185,8 @@ class LRFinder(report.Readout):
         dtype = steps.trainer.amp.dtype
         recorded = {**settings.to_dict(), "amp_dtype": None if dtype is None else str(dtype).replace("torch.", ""),
                     "val_loader": val_loader is not None, "device": str(self.device), "param_group_ratios": ratios,
-                    "world_size": steps.world}
+                    "world_size": steps.world, "clip_grad_norm": self.clip_grad[0],
+                    "clip_grad_value": self.clip_grad[1]}
         self._settings = settings
         record = Recorder(stop=stop)
         start = time.perf_counter()
@@ -204,7 +214,7 @@ class LRFinder(report.Readout):
 
     def _steps(self, settings: RangeTestSettings) -> LocalSteps:
         trainer = Trainer.build(self.model, self.optimizer, self.criterion, self.loss_fn, self.device, self.scaler,
-                                settings)
+                                settings, self.clip_grad)
         return distributed.steps_for(trainer)
 
     @contextlib.contextmanager

@@ -28,12 +28,17 @@ def _int(name: str, value: Any) -> int:
     return int(value)
 
 
-def check_lr(value: Any, name: str = "lr") -> float:
-    """A positive finite learning rate, as a float; the core, ``apply`` and compat check LRs here."""
+def check_positive(name: str, value: Any, what: str = "number") -> float:
+    """A positive finite number, as a float, or an error naming ``name``."""
     number = _real(name, value)
     if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{name}={value!r} must be a positive finite learning rate, e.g. 1e-7")
+        raise InputError(f"{name}={value!r} must be a positive finite {what}")
     return number
+
+
+def check_lr(value: Any, name: str = "lr") -> float:
+    """A positive finite learning rate, as a float; the core, ``apply`` and compat check LRs here."""
+    return check_positive(name, value, "learning rate, e.g. 1e-7")
 
 
 def check_flag(name: str, value: Any) -> bool:

@@ -84,11 +84,15 @@ class Trainer:
     device: torch.device
     accumulation_steps: int = 1
     non_blocking: bool = True
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
 
     @classmethod
     def build(cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, criterion: Any, loss_fn: Any,
-              device: torch.device, scaler: Any, settings: RangeTestSettings) -> Trainer:
-        """The trainer for ``settings``; a ``fully_shard`` mixed-precision policy decides the precision."""
+              device: torch.device, scaler: Any, settings: RangeTestSettings,
+              clip_grad: tuple[float | None, float | None] = (None, None)) -> Trainer:
+        """The trainer for ``settings``; a ``fully_shard`` mixed-precision policy decides the precision;
+        ``clip_grad``: ``(max norm, max value)`` of the gradients before each optimizer step."""
         sharding.check_supported(model)
         amp = resolve_amp(device, settings.use_amp, settings.amp_dtype, scaler)
         policy = sharding.policy_dtype(model)
@@ -96,7 +100,7 @@ class Trainer:
             logger.info("fully_shard's MixedPrecisionPolicy(param_dtype=%s) sets the precision: autocast off", policy)
             amp = Amp(device.type, None, scaler)
         return cls(model, optimizer, criterion, loss_fn, amp, device, settings.accumulation_steps,
-                   settings.non_blocking_transfer)
+                   settings.non_blocking_transfer, *clip_grad)
 
     def _loss(self, model: torch.nn.Module, raw: Any, need_grad: bool = True) -> torch.Tensor:
         batch = move_to_device(raw, self.device, self.non_blocking)
@@ -112,6 +116,15 @@ class Trainer:
         (self.amp.scaler.scale(share) if self.amp.scaler is not None else share).backward()
 
     def optimizer_step(self) -> None:
+        norm, value = self.clip_grad_norm, self.clip_grad_value
+        if norm is not None or value is not None:
+            if self.amp.scaler is not None:
+                self.amp.scaler.unscale_(self.optimizer)  # clip the true gradients, as training does
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, norm)
+            elif value is not None:
+                torch.nn.utils.clip_grad_value_(params, value)
         if self.amp.scaler is not None:
             self.amp.scaler.step(self.optimizer)
             self.amp.scaler.update()

@@ -49,24 +49,12 @@ def range_test(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, loader: Any, settings: dict[str, Any],
     clip: float | None, clip_by: str | None = "norm",
 ) -> LRFinder:
-    """The finished range test of ``model`` with a trainer's optimizer, loss, loader and settings.
-
-    With a positive ``clip`` the gradients are clipped (by norm, or by value with ``clip_by="value"``) in a
-    step pre-hook: ``optimizer.step()`` runs it, which a GradScaler calls after unscaling and only for finite
-    gradients, so the clipping sees the true gradients, as a trainer's own clipping does.
-    """
-    finder = LRFinder(model, optimizer, None, loss_fn=loss_fn)
-    limit = clip or 0.0  # None or 0: no clipping
-    params = [p for p in model.parameters() if p.requires_grad]
-    clip_fn = torch.nn.utils.clip_grad_value_ if clip_by == "value" else torch.nn.utils.clip_grad_norm_
-
-    def clip_gradients(*_: Any) -> None:  # a pre-hook returning a value would replace step()'s arguments
-        clip_fn(params, limit)
-
-    handle = optimizer.register_step_pre_hook(clip_gradients) if limit > 0 else None
-    try:
-        finder.range_test(loader, **settings)
-    finally:
-        if handle is not None:
-            handle.remove()
+    """The finished range test of ``model`` with a trainer's optimizer, loss, loader, settings and gradient
+    clipping (a positive ``clip``: by norm, or by value with ``clip_by="value"``), which the finder's
+    ``verify()`` applies too."""
+    limit = clip if clip is not None and clip > 0 else None  # None or 0: no clipping
+    by_value = clip_by == "value"
+    finder = LRFinder(model, optimizer, None, loss_fn=loss_fn, clip_grad_norm=None if by_value else limit,
+                      clip_grad_value=limit if by_value else None)
+    finder.range_test(loader, **settings)
     return finder
