@@ -71,6 +71,7 @@ def test_verify_without_a_suggestion_says_so():
     f.range_test(task.loader, start_lr=1e-9, end_lr=1e-8, num_iter=10, **RT)  # flat: nothing to suggest
     v = f.verify(task.loader)
     assert v.lr is None and math.isnan(v.suggested) and v.trials == ()
+    assert f.verification is v  # kept on the finder, as the history is
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,7 @@ class LRFinder(report.Readout):
         self._snapshot: Snapshot | None = None
         self._pinned = PinnedBuffer()  # page-locked host memory for CUDA snapshots, kept across this finder's tests
         self._settings: RangeTestSettings | None = None
+        self.verification: Verification | None = None  # the last verify()'s result
 
     # -- the test ---------------------------------------------------------------------------------
     def range_test(
@@ -271,7 +272,8 @@ class LRFinder(report.Readout):
         self._require_history("verify()")
         suggested = self.get_suggested_lr(method) if lr is None else check_lr(lr)
         if suggested is None:
-            return Verification(None, math.nan, (), "the range test suggested no learning rate to verify")
+            self.verification = Verification(None, math.nan, (), "the range test suggested no learning rate to verify")
+            return self.verification
         lrs, settings = plan(suggested, factors, steps, self._settings or RangeTestSettings())
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         runner = self._steps(settings)
@@ -283,7 +285,8 @@ class LRFinder(report.Readout):
                 sweep(runner, settings, constant, record)
             trials.append(score(value, record.raw_loss, settings.num_iter, record.stop_reason))
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
-        return choose(trials, suggested)
+        self.verification = choose(trials, suggested)
+        return self.verification
 
     # -- restore ------------------------------------------------------------------------------------
     def reset(self) -> None:
