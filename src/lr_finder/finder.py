@@ -20,7 +20,7 @@ from ._logging import logger
 from .batches import LossFn
 from .errors import InputError, InputTypeError, RangeTestError
 from .history import History
-from .loaders import LoaderBookkeeping, loader_generators
+from .loaders import LoaderBookkeeping, is_one_shot, loader_generators
 from .monitor import Recorder, StopRule
 from .schedule import group_ratios, group_schedule
 from .settings import RangeTestSettings, check_flag, check_lr, check_positive
@@ -36,7 +36,7 @@ from .validation import (
     resolve_device,
     unwrap_optimizer,
 )
-from .verify import DEFAULT_FACTORS, Verification, choose, plan, score
+from .verify import DEFAULT_FACTORS, Verification, choose, plan, score, start_noise, trial_stop
 
 
 class LRFinder(report.Readout):
@@ -250,13 +250,16 @@ class LRFinder(report.Readout):
         factors: Sequence[float] = DEFAULT_FACTORS,
         steps: int | None = None,
         method: str = "default",
+        val_loader: Iterable[Any] | None = None,
     ) -> Verification:
         """Check the suggestion by training: short constant-LR runs at ``factors x`` it; keep the best stable.
 
-        Each run starts from the state the model had before the range test and sees the same batches; the
-        state is restored after each, as after the range test. The lowest mean loss over a run's last
-        quarter wins, and a lower LR within one standard error of it is preferred (see
-        :func:`lr_finder.verify.choose`); a run that diverges or whose loss rises is unfit.
+        Each run starts from the state the model had before the range test and sees the same batches, with
+        the test's settings (accumulation, precision, ``loss_fn``, gradient clipping); the state is restored
+        after each, as after the range test. The lowest mean loss over a run's last quarter wins (the
+        training loss, or with ``val_loader`` the validation loss after each step), and a lower LR within one
+        standard error of it is preferred (see :func:`lr_finder.verify.choose`); a run whose loss explodes
+        (:func:`lr_finder.verify.trial_stop`) or ends above where it started, beyond its noise, is unfit.
 
         Args:
             train_loader: the loader of the range test (or one like it).
@@ -264,26 +267,40 @@ class LRFinder(report.Readout):
             factors: the candidates, as multiples of ``lr``.
             steps: optimizer steps per run; ``None`` spends the range test's ``num_iter`` over all runs
                 (at least 10 each).
+            method: the suggestion to check when ``lr`` is ``None``.
+            val_loader: score each run on the exact mean loss over this loader after each step.
 
         Returns:
             A :class:`~lr_finder.verify.Verification`: ``lr`` (``None`` when no run was stable), every trial,
             and ``extra_steps``, the training steps it cost.
         """
         self._require_history("verify()")
+        if is_one_shot(train_loader):
+            raise InputTypeError(
+                "train_loader is a one-shot iterator, but verify() trains every candidate on the same batches from "
+                "the start: pass a re-iterable loader such as a DataLoader"
+            )
+        if val_loader is not None:
+            check_val_loader(val_loader)
+        elif self.history.settings.get("val_loader"):
+            logger.warning("verify() scores the training loss: pass val_loader= to score the validation loss, "
+                           "as the range test did")
         suggested = self.get_suggested_lr(method) if lr is None else check_lr(lr)
         if suggested is None:
             self.verification = Verification(None, math.nan, (), "the range test suggested no learning rate to verify")
             return self.verification
         lrs, settings = plan(suggested, factors, steps, self._settings or RangeTestSettings())
+        check_loader(train_loader, "train_loader", settings.batches_needed)
         ratios = group_ratios([float(g["lr"]) for g in self.optimizer.param_groups])
         runner = self._steps(settings)
+        noise = 0.0 if val_loader is not None else start_noise(self.history.raw_loss)  # a validation loss is exact
         trials = []
         for value in lrs:
-            record = Recorder()
+            record = Recorder(stop=trial_stop(settings.diverge_th))
             constant = group_schedule(functools.partial(_constant, value), ratios)
-            with self._restored(runner, train_loader, None, settings):
-                sweep(runner, settings, constant, record)
-            trials.append(score(value, record.raw_loss, settings.num_iter, record.stop_reason))
+            with self._restored(runner, train_loader, val_loader, settings):
+                sweep(runner, settings, constant, record, val_loader=val_loader)
+            trials.append(score(value, record.raw_loss, settings.num_iter, record.stop_reason, noise))
             logger.info("verify: lr %.3g -> %s", value, trials[-1].problem or f"loss {trials[-1].score:.4g}")
         self.verification = choose(trials, suggested)
         return self.verification

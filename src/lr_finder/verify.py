@@ -13,8 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import InputError, InputTypeError
+from .monitor import SPIKE_PATIENCE, StopRule, divergence_threshold
 from .settings import RangeTestSettings
+from .smoothing import noise_level
 
 #: The candidates, as multiples of the suggestion: the risky side is above it, so more room below.
 DEFAULT_FACTORS = (0.25, 0.5, 1.0, 2.0)
@@ -78,19 +82,54 @@ def plan(suggested: float, factors: Any, steps: Any, base: RangeTestSettings) ->
     return lrs, settings
 
 
-def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | None) -> Trial:
-    """Score one run from its recorded per-step losses (``planned`` steps were asked for)."""
+def trial_stop(diverge_th: float) -> StopRule:
+    """The stop rule of a constant-LR run, on its own terms and whatever the range test's smoothing: it has
+    diverged when its last losses (their median: one noisy batch is not enough) are ``diverge_th`` times
+    where it started (for losses <= 0, see :func:`lr_finder.monitor.divergence_threshold`).
+
+    A sweep's rule (the smoothed loss against its best) misjudges such a run: once its loss is low, one
+    noisy batch is many times the best.
+    """
+
+    def stop(raw: Sequence[float]) -> str | None:
+        if len(raw) < SPIKE_PATIENCE:
+            return None
+        threshold = divergence_threshold(raw[0], raw[0], diverge_th)
+        recent = sorted(raw[-SPIKE_PATIENCE:])[SPIKE_PATIENCE // 2]
+        if recent <= threshold:
+            return None
+        return (f"diverged: the loss rose to {recent:.4g}, above {threshold:.4g} ({diverge_th=:g}, the run started "
+                f"at {raw[0]:.4g}) at step {len(raw) - 1}")
+
+    return stop
+
+
+def score(lr: float, losses: Sequence[float], planned: int, stop_reason: str | None, start_noise: float = 0.0) -> (
+    Trial
+):
+    """Score one run from its recorded per-step losses (``planned`` steps were asked for).
+
+    The first loss is measured before the first update: the same state and batch for every candidate. The
+    run is unfit when the mean of its last quarter is above that loss by more than twice ``start_noise``, a
+    batch's noise at that state (see :func:`start_noise`): a flat run is not a rising one.
+    """
     values = [v for v in losses if math.isfinite(v)]
     if stop_reason is not None or len(values) < planned:
         return Trial(lr, math.inf, 0.0, len(losses), f"unstable: {stop_reason or 'non-finite loss'}")
     k = max(2, round(planned * TAIL))
     tail = values[-k:]
-    mean = sum(tail) / len(tail)
-    var = sum((v - mean) ** 2 for v in tail) / (len(tail) - 1)
-    stderr = math.sqrt(var / len(tail))
-    # the first loss is measured before the first update: the same state and batch for every candidate
-    problem = f"unstable: the loss ended above where it started ({values[0]:.4g})" if mean >= values[0] else None
+    mean = sum(tail) / k
+    stderr = math.sqrt(sum((v - mean) ** 2 for v in tail) / (k - 1) / k)
+    risen = mean > values[0] + 2.0 * start_noise
+    problem = f"unstable: the loss ended above where it started ({mean:.4g} > {values[0]:.4g})" if risen else None
     return Trial(lr, mean, stderr, len(losses), problem)
+
+
+def start_noise(raw_losses: Sequence[float]) -> float:
+    """A batch's loss noise at the model's starting state, from the range test's first points (at LRs too
+    small to move the model): :func:`lr_finder.smoothing.noise_level` of its first tenth (at least 5)."""
+    head = [v for v in raw_losses[: max(5, len(raw_losses) // 10)] if math.isfinite(v)]
+    return noise_level(np.asarray(head)) if len(head) >= 3 else 0.0
 
 
 def choose(trials: Sequence[Trial], suggested: float) -> Verification:
