@@ -260,7 +260,7 @@ def test_amp_config_for_another_device_or_dtype_is_refused_before_training():
                  amp_config={"device_type": "cuda", "dtype": torch.float16})
     with pytest.raises(InputError, match="bfloat16"):
         LRFinder(task.model, task.optimizer, task.criterion, amp_backend="torch",
-                 amp_config={"device_type": "cpu", "dtype": torch.float16})
+                 amp_config={"device_type": "cpu", "dtype": torch.float32})
     with pytest.raises(InputError, match="not supported"):
         LRFinder(task.model, task.optimizer, task.criterion, amp_backend="torch", amp_config={"fast": True})
 
@@ -277,6 +277,32 @@ def test_torch_amp_maps_to_bf16_autocast_on_cpu():
     # bf16 rounds the forward pass: close to fp32, not equal
     assert losses["torch"] != losses[None]
     np.testing.assert_allclose(losses["torch"], losses[None], rtol=0.05)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@needs_tlf
+def test_float16_autocast_on_cpu_runs_as_in_torch_lr_finder(enabled):
+    """torch-lr-finder runs torch.autocast("cpu", dtype=torch.float16) and steps through its grad_scaler; the
+    scaler changes the numbers (fp16 gradients that would underflow), so both settings are compared."""
+    amp = {"amp_backend": "torch", "amp_config": {"device_type": "cpu", "dtype": torch.float16}}
+    out = []
+    for cls in (tlf.LRFinder, LRFinder):
+        task = digits_mlp()
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled)
+        torch.manual_seed(123)
+        finder = cls(task.model, task.optimizer, task.criterion, grad_scaler=scaler, **amp)
+        finder.range_test(task.loader, start_lr=1e-5, end_lr=1, num_iter=30, accumulation_steps=2)
+        out.append((finder, scaler))
+    (theirs, their_scaler), (ours, our_scaler) = out
+    assert ours.history["loss"] == theirs.history["loss"] and len(ours.history["loss"]) == 30
+    assert ours.result.settings["amp_dtype"] == "float16"
+    # the scaler's own state (scale, growth tracker) is restored after the test; theirs kept stepping
+    assert our_scaler.state_dict() == torch.amp.GradScaler("cpu", enabled=enabled).state_dict()
+    task = digits_mlp()
+    fp32 = LRFinder(task.model, task.optimizer, task.criterion)
+    torch.manual_seed(123)
+    fp32.range_test(task.loader, start_lr=1e-5, end_lr=1, num_iter=30, accumulation_steps=2)
+    assert fp32.history["loss"] != ours.history["loss"]  # float16 really ran
 
 
 @pytest.mark.gpu

@@ -207,6 +207,29 @@ def test_verify_after_find_lr_clips_as_the_sweep_did(tmp_path):
     assert len(norms) == 4 and max(norms) <= 1e-3 * (1 + 1e-4), norms  # what reaches the optimizer is clipped
 
 
+class CountingLoaderTrainer(transformers.Trainer):
+    calls = 0
+
+    def get_train_dataloader(self):  # type: ignore[no-untyped-def]
+        CountingLoaderTrainer.calls += 1
+        return super().get_train_dataloader()
+
+
+def test_verify_runs_right_after_the_sweep_on_the_same_loader_and_changes_nothing(tmp_path):
+    trainer = make_trainer(tmp_path, cls=CountingLoaderTrainer)
+    assert find_lr(trainer, num_iter=12, end_lr=1e-2).verification is None  # off by default
+    CountingLoaderTrainer.calls = 0
+    before, rng = model_state(trainer.model), rng_state()
+    prepared = len(trainer.accelerator._dataloaders)
+    finder = find_lr(trainer, verify=True, **RT)
+    checked = finder.verification
+    assert checked is not None and checked.extra_steps > 0 and len(checked.trials) >= 2
+    assert CountingLoaderTrainer.calls == 1  # the sweep's loader, not a second one
+    assert_same_state(before, model_state(trainer.model))
+    assert rng_state() == rng and len(trainer.accelerator._dataloaders) == prepared
+    assert trainer.optimizer is None and trainer.lr_scheduler is None
+
+
 def test_bf16_maps_to_bf16_autocast(tmp_path):
     finder = find_lr(make_trainer(tmp_path, bf16=True), num_iter=8, end_lr=1e-3)
     assert finder.history.settings["amp_dtype"] == "bfloat16"

@@ -209,8 +209,14 @@ class NeedsTrainer(Digits):
 
 
 class SkipsBatches(Digits):
+    """Skips the 4th batch it is given (before any forward pass, so that no RNG is drawn), or every batch."""
+
+    def __init__(self, skip_all: bool = False) -> None:
+        super().__init__()
+        self.skip_all = skip_all
+
     def training_step(self, batch: Any, batch_idx: int) -> Any:
-        return None if batch_idx == 3 else super().training_step(batch, batch_idx)
+        return None if self.skip_all or batch_idx == 3 else super().training_step(batch, batch_idx)
 
 
 @pytest.mark.parametrize(
@@ -237,13 +243,74 @@ def test_bad_input_is_refused_before_training_and_changes_nothing(module, kwargs
     assert rng_state() == rng
 
 
-def test_a_training_step_without_a_loss_stops_the_test_and_restores_the_module():
+def test_a_batch_whose_training_step_returns_none_is_skipped_as_lightning_skips_it():
+    batches = DataLoader(TensorDataset(X, Y), batch_size=32)  # in order: the 4th batch is samples 96-127
+    kept = DataLoader(TensorDataset(torch.cat([X[:96], X[128:]]), torch.cat([Y[:96], Y[128:]])), batch_size=32)
     module = SkipsBatches()
     before = module_state(module)
-    with pytest.raises(InputError, match="returned None for batch 3"):
-        find_lr(module, loader(), **RT)
+    with pytest.warns(UserWarning, match="returned None for 1 batch"):
+        skipping = find_lr(module, batches, num_iter=10, show_progress=False)
     assert_same_state(before, module_state(module))
     assert "log" not in vars(module)
+    # no step and no point for the skipped batch: the curve of a loader without it, the same length
+    reference = find_lr(Digits(), kept, num_iter=10, show_progress=False)
+    assert skipping.history.raw_loss == reference.history.raw_loss and skipping.history.num_steps == 10
+    assert skipping.history.settings["skipped_batches"] == 1
+    assert reference.history.settings["skipped_batches"] == 0
+
+
+def test_a_training_step_that_skips_every_batch_is_refused_and_the_module_restored():
+    module = SkipsBatches(skip_all=True)
+    before = module_state(module)
+    with pytest.raises(InputError, match="returned None for every batch"):
+        find_lr(module, loader(), **RT)
+    assert_same_state(before, module_state(module))
+
+
+def test_find_lr_verifies_the_suggestion_on_the_same_loader_when_asked():
+    module = Digits()
+    before, rng = module_state(module), rng_state()
+    plain = find_lr(module, loader(), **RT)
+    assert plain.verification is None  # off by default
+    finder = find_lr(module, loader(), verify=True, **RT)
+    assert finder.history.raw_loss == plain.history.raw_loss  # the same range test first
+    checked = finder.verification
+    assert checked is not None and checked.extra_steps > 0 and len(checked.trials) >= 2
+    assert checked.lr is not None
+    assert_same_state(before, module_state(module))
+    assert rng_state() == rng
+    with pytest.raises(InputTypeError, match="verify"):
+        find_lr(module, loader(), verify="yes", **RT)
+
+
+def test_the_callback_applies_the_verified_lr_when_asked():
+    callback = LRFinderCallback(verify=True, **RT)
+    module = Digits(form="dict")
+    losses, trainer = fit(module, callback, datamodule=DigitsData())
+    checked = callback.finder.verification
+    assert checked is not None and checked.lr is not None
+    assert callback.lr == checked.lr and module.hparams.lr == checked.lr
+    assert trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(checked.lr)
+    by_hand, _ = fit(Digits(form="dict", lr=checked.lr), datamodule=DigitsData())
+    assert losses == by_hand
+
+
+@pytest.mark.filterwarnings("ignore:You.re resuming from a checkpoint that ended before the epoch ended")
+def test_a_resumed_fit_skips_the_search_and_trains_at_the_checkpoints_lr(tmp_path):
+    module = Digits(form="dict")
+    _, first = fit(module)
+    path = tmp_path / "last.ckpt"
+    first.save_checkpoint(path)
+    resumed, callback = Digits(form="dict"), LRFinderCallback(**RT)
+    trainer = pl.Trainer(
+        max_steps=12, accelerator="cpu", devices=1, enable_progress_bar=False, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, callbacks=[callback],
+    )
+    with pytest.warns(UserWarning, match="resumes from .*the LR range test is skipped"):
+        trainer.fit(resumed, loader(), ckpt_path=path)
+    assert callback.finder is None and callback.lr is None
+    assert resumed.hparams.lr == 0.01  # nothing written that the run does not train with
+    assert trainer.optimizers[0].param_groups[0]["initial_lr"] == 0.01 and trainer.global_step == 12
 
 
 class FixedLR(NoOptimizer):
@@ -282,3 +349,77 @@ def test_the_callback_refuses_a_sharding_strategy_before_training():
     with pytest.raises(InputError, match="FSDPStrategy"):
         LRFinderCallback(**RT).find(trainer, module)
     assert_same_state(before, module_state(module))
+
+
+# -- LRFinderCallback inside a DDP fit: 2 processes, gloo on CPU (tests/spawn.py launches them) -----------------
+class StateProbe(pl.Callback):
+    """Put before and after the LRFinderCallback: the module's state when fit starts, and whether the range test
+    left it so."""
+
+    def __init__(self, before: StateProbe | None = None) -> None:
+        self.before = before
+        self.state: dict[str, Any] | None = None
+        self.same: bool | None = None
+
+    def on_fit_start(self, trainer: Any, module: Any) -> None:
+        self.state = module_state(module)
+        if self.before is not None:
+            try:
+                assert_same_state(self.before.state, self.state)
+                self.same = True
+            except AssertionError:
+                self.same = False
+
+
+def _ddp_worker(out: Any) -> None:
+    import json
+    import os
+
+    from spawn import scenario
+
+    def fit_with_the_callback() -> dict[str, Any]:
+        before = StateProbe()
+        after, callback, losses = StateProbe(before), LRFinderCallback(num_iter=20, show_progress=False), Losses()
+        module = Digits(form="dict")
+        trainer = pl.Trainer(
+            max_steps=4, accelerator="cpu", devices=2, strategy="ddp", enable_progress_bar=False, logger=False,
+            enable_checkpointing=False, enable_model_summary=False, callbacks=[before, callback, after, losses],
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.fit(module, datamodule=DigitsData())
+        history = callback.finder.history
+        return {
+            "lr": callback.lr, "hparams_lr": module.hparams.lr, "world_size": history.settings["world_size"],
+            "curve": list(history.raw_loss), "restored": after.same, "losses": losses.values,
+            "initial_lr": trainer.optimizers[0].param_groups[0]["initial_lr"],
+            "weights": [float(p.double().sum()) for p in module.parameters()],
+        }
+
+    result: dict[str, Any] = {}
+    scenario(result, "fit", fit_with_the_callback)
+    (out / f"result_rank{os.environ['RANK']}.json").write_text(json.dumps(result))
+
+
+def test_the_callback_in_a_ddp_fit_runs_the_ranks_in_lock_step(tmp_path):
+    import time
+
+    import spawn
+
+    started = time.monotonic()
+    procs = spawn.start(__file__, tmp_path)
+    outputs, _ = spawn.wait(procs, started)
+    r0, r1 = (r["fit"] for r in spawn.results(tmp_path, outputs))
+    assert r0["world_size"] == 2 and len(r0["curve"]) >= 15
+    assert r0["curve"] == r1["curve"] and r0["lr"] == r1["lr"] is not None  # one curve, one suggestion
+    assert r0["restored"] is True and r1["restored"] is True  # each rank its own state, bit for bit
+    for r in (r0, r1):  # the fit then trained with the suggestion, in step
+        assert r["hparams_lr"] == r["lr"] and r["initial_lr"] == pytest.approx(r["lr"])
+        assert len(r["losses"]) == 4 and all(np.isfinite(r["losses"]))
+    assert r0["weights"] == r1["weights"]
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    _ddp_worker(Path(sys.argv[1]))

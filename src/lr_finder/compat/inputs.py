@@ -57,8 +57,6 @@ def amp_options(backend: Any, config: Any, grad_scaler: Any, device: torch.devic
     dtype = config.get("dtype", torch.float16 if device.type == "cuda" else torch.bfloat16)
     if dtype not in (torch.float16, torch.bfloat16):
         raise InputError(f"amp_config dtype={dtype!r} must be torch.float16 or torch.bfloat16")
-    if dtype == torch.float16 and device.type != "cuda":
-        raise InputError("amp_config dtype=torch.float16 needs CUDA; on CPU pass dtype=torch.bfloat16")
     return {"use_amp": True, "amp_dtype": dtype}
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ..batches import LossFn
 from ..finder import LRFinder
+from ..settings import check_flag
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -47,14 +48,18 @@ def trainer_settings(accumulation_steps: int, show_progress: bool, amp_dtype: to
 
 def range_test(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, loader: Any, settings: dict[str, Any],
-    clip: float | None, clip_by: str | None = "norm",
+    clip: float | None, clip_by: str | None = "norm", *, verify: bool = False, method: str = "default",
 ) -> LRFinder:
     """The finished range test of ``model`` with a trainer's optimizer, loss, loader, settings and gradient
     clipping (a positive ``clip``: by norm, or by value with ``clip_by="value"``), which the finder's
-    ``verify()`` applies too."""
+    ``verify()`` applies too. With ``verify``, ``finder.verify(loader, method=method)`` follows at once, on the
+    same loader (its result is ``finder.verification``)."""
+    verify = check_flag("verify", verify)
     limit = clip if clip is not None and clip > 0 else None  # None or 0: no clipping
     by_value = clip_by == "value"
     finder = LRFinder(model, optimizer, None, loss_fn=loss_fn, clip_grad_norm=None if by_value else limit,
                       clip_grad_value=limit if by_value else None)
     finder.range_test(loader, **settings)
+    if verify:
+        finder.verify(loader, method=method)
     return finder

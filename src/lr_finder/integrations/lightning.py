@@ -8,7 +8,9 @@
 The test trains with the one optimizer of ``configure_optimizers()`` (in any of Lightning's forms; a fresh
 one, its groups at their LRs before a scheduler's constructor changed them; the schedulers are not stepped),
 the loss of ``training_step`` after the batch-transfer hooks (``self.log`` calls dropped), and the batches of
-``train_dataloaders``, ``datamodule`` or the module's ``train_dataloader()``. Overrides of ``backward``,
+``train_dataloaders``, ``datamodule`` or the module's ``train_dataloader()``; a batch for which ``training_step``
+returns ``None`` is skipped as Lightning skips it (the next batch takes its place; a warning and
+``history.settings["skipped_batches"]`` count them). Overrides of ``backward``,
 ``optimizer_step``, ``optimizer_zero_grad`` or ``configure_gradient_clipping`` are not called (a warning names
 them). Inside ``fit`` the trainer's ``accumulate_grad_batches``, ``precision`` (``"16-mixed"`` /
 ``"bf16-mixed"`` as autocast), ``gradient_clip_val`` / ``gradient_clip_algorithm`` and progress bar apply too.
@@ -20,21 +22,25 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
 from .._logging import logger
 from ..batches import LossFn
+from ..distributed import find_ddp
 from ..errors import InputError, InputTypeError
 from ..finder import LRFinder
+from ..settings import check_flag
 from ._common import isolated_rng, range_test, require, trainer_settings
 
 require("lightning.pytorch", "lightning", "lr_finder.integrations.lightning")
 
 from lightning.pytorch import Callback, LightningDataModule, LightningModule  # noqa: E402
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy  # noqa: E402
+from lightning.pytorch.trainer.connectors.data_connector import _process_dataloader  # noqa: E402
+from lightning.pytorch.trainer.states import RunningStage, TrainerFn  # noqa: E402
 from lightning.pytorch.utilities import CombinedLoader  # noqa: E402
 from lightning.pytorch.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr  # noqa: E402
 
@@ -45,7 +51,8 @@ _LOG_METHODS = ("log", "log_dict")
 
 
 def find_lr(
-    module: Any, train_dataloaders: Any = None, datamodule: Any = None, **range_test_kwargs: Any
+    module: Any, train_dataloaders: Any = None, datamodule: Any = None, *, verify: bool = False,
+    **range_test_kwargs: Any
 ) -> LRFinder:
     """Run the LR range test on ``module`` with its own optimizer and ``training_step``; change nothing.
 
@@ -54,6 +61,8 @@ def find_lr(
         train_dataloaders: the training loader (as for ``Trainer.fit``); or a ``LightningDataModule``.
         datamodule: a ``LightningDataModule`` whose ``train_dataloader()`` is used.
             With neither, the module's own ``train_dataloader()``.
+        verify: also check the suggestion by training (:meth:`lr_finder.LRFinder.verify`) right after the
+            test, on the same loader; the result is ``finder.verification`` (its ``lr``).
         **range_test_kwargs: options of :meth:`lr_finder.LRFinder.range_test`.
 
     Returns:
@@ -65,11 +74,12 @@ def find_lr(
             before anything is trained.
     """
     _check_module(module)
+    verify = check_flag("verify", verify)
     if train_dataloaders is not None and datamodule is not None:
         raise InputError("give train_dataloaders or datamodule, not both (as for Trainer.fit)")
     with isolated_rng():
         loader = _single_loader(_standalone_loader(module, train_dataloaders, datamodule))
-        return _run(module, loader, range_test_kwargs)
+        return _run(module, loader, range_test_kwargs, verify=verify)
 
 
 class LRFinderCallback(Callback):
@@ -81,21 +91,31 @@ class LRFinderCallback(Callback):
     suggested, a warning gives the reason and nothing is changed. The finder is kept as :attr:`finder`
     (plot it, save it), the LR as :attr:`lr`.
 
+    Under ``strategy="ddp"`` every process runs the test on the strategy's DDP model in lock-step, on its
+    share of the batches (the distributed sampler ``fit`` uses): every rank records the same curve and applies
+    the same LR. A fit resumed from a checkpoint (``fit(..., ckpt_path=...)``) skips the test with a warning:
+    the checkpoint's optimizer and scheduler state, restored after ``on_fit_start``, set the LR it continues
+    with.
+
     Args:
         attr_name: the attribute ``configure_optimizers`` reads the LR from; ``""`` looks for ``lr``,
             then ``learning_rate``.
         update_attr: write the suggestion to the module (``False``: only run the test).
         method: the suggestion method (see :func:`lr_finder.available_methods`).
+        verify: check the suggestion by training (:meth:`lr_finder.LRFinder.verify`) right after the test,
+            on the same loader, and apply ``finder.verification.lr`` instead when it finds one.
         **range_test_kwargs: options of :meth:`lr_finder.LRFinder.range_test`; they override the ones
             read from the trainer.
     """
 
     def __init__(
-        self, attr_name: str = "", update_attr: bool = True, method: str = "default", **range_test_kwargs: Any
+        self, attr_name: str = "", update_attr: bool = True, method: str = "default", verify: bool = False,
+        **range_test_kwargs: Any
     ) -> None:
         self.attr_name = attr_name
         self.update_attr = update_attr
         self.method = method
+        self.verify = check_flag("verify", verify)
         self.range_test_kwargs = range_test_kwargs
         self.finder: LRFinder | None = None
         self.lr: float | None = None
@@ -108,26 +128,46 @@ class LRFinderCallback(Callback):
         if trainer.fast_dev_run:
             logger.info("fast_dev_run is on: the LR range test is skipped")
             return
-        if trainer.world_size > 1:
-            raise InputError(
-                f"the trainer runs in {trainer.world_size} processes: run find_lr in a single process, then "
-                "launch the distributed fit with the LR it suggests"
-            )
         if isinstance(trainer.strategy, (DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy)):
             raise InputError(
                 f"the trainer's strategy is {type(trainer.strategy).__name__}, whose model and optimizer wrappers "
                 "exist only inside fit: run find_lr(module, ...) on one device without it, then fit with the "
                 "LR it suggests"
             )
+        model = trainer.strategy.model
+        if trainer.world_size > 1 and find_ddp(model) is None:
+            raise InputError(
+                f"the trainer runs in {trainer.world_size} processes with {type(trainer.strategy).__name__}, "
+                "which gives no DistributedDataParallel model to run the ranks in lock-step: use strategy='ddp', "
+                "or run find_lr in a single process and launch the distributed fit with the LR it suggests"
+            )
+        if trainer.ckpt_path is not None:
+            # the checkpoint's optimizer and scheduler states are loaded after on_fit_start: an LR set here
+            # would be overwritten, and rebuilding them to apply it would drop the resumed momentum and schedule
+            warnings.warn(
+                f"the fit resumes from {trainer.ckpt_path}, whose optimizer state sets the learning rate: the LR "
+                "range test is skipped (run it on a fresh fit, or find_lr(module, ...) before one)",
+                stacklevel=2,
+            )
+            return
         _check_module(pl_module)
         attr = _lr_attribute(pl_module, self.attr_name) if self.update_attr else None
         dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(str(trainer.precision))
         settings = trainer_settings(trainer.accumulate_grad_batches, trainer.progress_bar_callback is not None, dtype)
         with isolated_rng():
             loader = _single_loader(_fit_loader(trainer, pl_module))
+            if trainer.world_size > 1:  # each rank's share, as fit draws it (a DistributedSampler)
+                loader = _process_dataloader(trainer, TrainerFn.FITTING, RunningStage.TRAINING, loader)
             self.finder = _run(pl_module, loader, {**settings, **self.range_test_kwargs}, trainer.gradient_clip_val,
-                               trainer.gradient_clip_algorithm)
+                               trainer.gradient_clip_algorithm, verify=self.verify, method=self.method,
+                               model=model, strategy=trainer.strategy if model is not pl_module else None)
         self.lr = self.finder.get_suggested_lr(self.method)
+        checked = self.finder.verification
+        if checked is not None:
+            if checked.lr is not None:
+                self.lr = checked.lr
+            elif self.lr is not None:
+                logger.info("verify: no candidate LR trained stably (%s); the suggestion is kept", checked.reason)
         if attr is not None and self.lr is not None:
             _apply(trainer, pl_module, attr, self.lr)
 
@@ -152,8 +192,12 @@ def _base_lrs(optimizers: list[torch.optim.Optimizer]) -> list[float]:
 
 
 def _run(
-    module: Any, loader: Any, settings: dict[str, Any], clip: float | None = None, clip_by: str | None = None
+    module: Any, loader: Any, settings: dict[str, Any], clip: float | None = None, clip_by: str | None = None, *,
+    verify: bool = False, method: str = "default", model: torch.nn.Module | None = None, strategy: Any = None,
 ) -> LRFinder:
+    """The range test (and, with ``verify``, the verification) of ``module`` on ``loader``. ``model``: what the
+    core trains, the strategy's DDP wrapper of ``module`` inside a distributed fit (``training_step`` then
+    runs through it, via ``strategy``, as in fit)."""
     optimizer = optimizer_of(module)
     for name in _NOT_CALLED:
         if _overrides(module, name):
@@ -166,12 +210,31 @@ def _run(
     # they would write the test's values into the trainer's metrics
     saved = {name: module.__dict__[name] for name in _LOG_METHODS if name in module.__dict__}
     module.__dict__.update(dict.fromkeys(_LOG_METHODS, lambda *args, **kwargs: None))
+    batches = _Batches(loader)
     try:
-        return range_test(module, optimizer, _step_loss(module), loader, settings, clip, clip_by)
+        finder = range_test(module if model is None else model, optimizer, _step_loss(module, batches, strategy),
+                            batches, settings, clip, clip_by)
+        finder.history.settings["skipped_batches"] = batches.skipped
+        _warn_skipped(batches.skipped, "range test")
+        if verify:
+            skipped = batches.skipped
+            finder.verify(batches, method=method)
+            _warn_skipped(batches.skipped - skipped, "verification")
+        return finder
     finally:
         for name in _LOG_METHODS:
             module.__dict__.pop(name, None)
         module.__dict__.update(saved)
+
+
+def _warn_skipped(count: int, what: str) -> None:
+    if count:
+        warnings.warn(
+            f"training_step returned None for {count} batch{'es' if count > 1 else ''}: as Lightning does, the "
+            f"{what} skipped each (no backward pass or optimizer step, nothing recorded) and trained on the next "
+            "batch in its place",
+            stacklevel=4,
+        )
 
 
 def _overrides(module: Any, name: str) -> bool:
@@ -240,28 +303,90 @@ def _optimizers_in(config: Any) -> list[Any]:
     return [config]
 
 
-def _step_loss(module: Any) -> LossFn:
-    """``loss_fn(model, batch)``: the batch hooks, then the loss of ``training_step(batch, batch_idx)``."""
+def _step_loss(module: Any, batches: _Batches, strategy: Any = None) -> LossFn:
+    """``loss_fn(model, batch)``: the batch hooks, then the loss of ``training_step(batch, batch_idx)`` (through
+    ``strategy``'s model wrapper when given). A batch whose ``training_step`` returns ``None`` is skipped, as
+    Lightning skips it, and the next batch of ``batches`` is used in its place."""
     batch_indices = itertools.count()
 
-    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    def step(batch: Any) -> Any:
         batch = module.on_before_batch_transfer(batch, 0)
         batch = module.transfer_batch_to_device(batch, module.device, 0)
         batch = module.on_after_batch_transfer(batch, 0)
         batch_idx = next(batch_indices)
-        out = module.training_step(batch, batch_idx)
+        out = module.training_step(batch, batch_idx) if strategy is None else strategy.training_step(batch, batch_idx)
         if isinstance(out, Mapping):
             if "loss" not in out:
                 raise InputError(f"training_step returned a dict without 'loss' (keys {sorted(out)}): add it")
             out = out["loss"]
-        if out is None:
-            raise InputError(
-                f"training_step returned None for batch {batch_idx}: Lightning skips such a batch, but "
-                "each step of the range test needs a loss; return the loss for every batch"
+        if out is None and strategy is not None:
+            raise InputError(  # Lightning refuses it too (a rank without a backward pass stalls the others)
+                f"training_step returned None for batch {batch_idx}: skipping a batch is not supported in "
+                "distributed training, by Lightning either; return a loss for every batch"
             )
+        return out
+
+    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        out, passes = step(batch), batches.passes
+        while out is None:
+            if batches.passes - passes > 1:  # a whole pass of the loader went by without a loss
+                raise InputError(
+                    f"training_step returned None for every batch of the train loader ({batches.skipped} in a row): "
+                    "the range test needs a loss to train on; return one for some batches at least"
+                )
+            out = step(batches.replacement())
         return out  # type: ignore[no-any-return]
 
     return loss
+
+
+class _Batches:
+    """The train loader as the range test draws from it, with a handle on the pass in progress, from which a
+    batch that ``training_step`` skips (returns ``None`` for) is replaced by the next one.
+
+    It is the loader to the core in every other way: ``len``, and its attributes (the shuffling generator and
+    sampler that are restored, ``persistent_workers``' iterator, accelerate's counters) read and written on
+    the loader itself.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        object.__setattr__(self, "_loader", loader)
+        object.__setattr__(self, "_it", iter(()))
+        object.__setattr__(self, "skipped", 0)  # batches replaced so far
+        object.__setattr__(self, "passes", 0)  # passes started by a replacement
+
+    def __iter__(self) -> Iterator[Any]:
+        object.__setattr__(self, "_it", iter(self._loader))
+        return self._pass()
+
+    def _pass(self) -> Iterator[Any]:
+        while (batch := next(self._it, _END)) is not _END:  # self._it: a replacement may have started a new pass
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._loader, name, value)
+
+    def replacement(self) -> Any:
+        """The batch after a skipped one: the next of this pass, else the first of a new pass (the core cycles
+        the loader the same way)."""
+        object.__setattr__(self, "skipped", self.skipped + 1)
+        batch = next(self._it, _END)
+        if batch is _END:
+            object.__setattr__(self, "_it", iter(self._loader))
+            object.__setattr__(self, "passes", self.passes + 1)
+            batch = next(self._it, _END)
+            if batch is _END:
+                raise InputError("the train loader ran out while training_step skipped batches: it cannot be cycled")
+        return batch
+
+
+_END = object()
 
 
 def _lr_attribute(module: Any, name: str) -> str:

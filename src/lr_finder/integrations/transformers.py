@@ -35,11 +35,13 @@ _hf = require("transformers", "transformers", "lr_finder.integrations.transforme
 __all__ = ["find_lr"]
 
 
-def find_lr(trainer: Any, **range_test_kwargs: Any) -> LRFinder:
+def find_lr(trainer: Any, *, verify: bool = False, **range_test_kwargs: Any) -> LRFinder:
     """Run the LR range test with ``trainer``'s model, optimizer, train loader and loss; change nothing.
 
     Args:
         trainer: a ``transformers.Trainer`` (or subclass) with a ``train_dataset``, not yet training.
+        verify: also check the suggestion by training (:meth:`lr_finder.LRFinder.verify`) right after the
+            test, on the same train loader; the result is ``finder.verification`` (its ``lr``).
         **range_test_kwargs: options of :meth:`lr_finder.LRFinder.range_test` (``start_lr``, ``end_lr``,
             ``num_iter``, ...); they override what is read from ``trainer.args``.
 
@@ -64,7 +66,8 @@ def find_lr(trainer: Any, **range_test_kwargs: Any) -> LRFinder:
         try:
             loader = trainer.get_train_dataloader()
             optimizer = _optimizer_of(trainer)
-            return range_test(trainer.model, optimizer, _loss_of(trainer), loader, settings, args.max_grad_norm)
+            return range_test(trainer.model, optimizer, _loss_of(trainer), loader, settings, args.max_grad_norm,
+                              verify=verify)
         finally:
             registered[:] = before
 
@@ -84,7 +87,8 @@ def _check_trainer(trainer: Any) -> None:
     args = trainer.args
     if args.world_size > 1:
         raise InputError(
-            f"the trainer runs in {args.world_size} processes: run find_lr in a single process (e.g. a "
+            f"the trainer runs in {args.world_size} processes, and before trainer.train() its model has no "
+            "DistributedDataParallel wrapper to run them in lock-step: run find_lr in a single process (e.g. a "
             "notebook or `python script.py`), then launch the distributed training with the LR it suggests"
         )
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
