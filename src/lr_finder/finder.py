@@ -138,7 +138,7 @@ class LRFinder(report.Readout):
             step_mode: ``"exp"`` (log-spaced, preferred) or ``"linear"``.
             smooth_f: weight of the newest loss in the EMA that gives ``history["loss"]``; 0 disables it.
             diverge_th: divergence factor for the early stop (> 1).
-            use_amp: fp16 autocast + GradScaler on CUDA; fp32 on CPU unless ``amp_dtype=torch.bfloat16``.
+            use_amp: fp16 autocast + GradScaler on CUDA; on CPU fp32 unless ``amp_dtype`` asks for bf16 or fp16.
             adaptive_stop: also stop on a sudden sustained spike (3 raw losses in a row past the threshold).
             val_loader: when given, the loss recorded after each step is the exact mean over this loader.
             accumulation_steps: micro-batches per optimizer step (their mean loss is recorded).

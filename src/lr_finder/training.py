@@ -44,7 +44,8 @@ class Amp:
 
 
 def resolve_amp(device: torch.device, use_amp: bool, amp_dtype: torch.dtype | None, scaler: Any) -> Amp:
-    """fp16 autocast + GradScaler on CUDA (bf16 when asked, without a scaler); fp32 on CPU unless bf16."""
+    """fp16 autocast + GradScaler on CUDA (bf16 when asked, without a scaler); on CPU fp32 unless an
+    ``amp_dtype`` is asked for (torch's CPU autocast runs bf16 and fp16; only the scaler given is used)."""
     if not use_amp:
         return Amp(device.type)
     if device.type == "cuda":
@@ -52,13 +53,10 @@ def resolve_amp(device: torch.device, use_amp: bool, amp_dtype: torch.dtype | No
         if scaler is None and dtype == torch.float16:
             scaler = torch.amp.GradScaler("cuda")
         return Amp("cuda", dtype, scaler)
-    if amp_dtype == torch.bfloat16 and device.type == "cpu":
-        return Amp("cpu", torch.bfloat16, None)
-    logger.debug(
-        "use_amp=True on %s: running in fp32 (mixed precision is for CUDA; pass amp_dtype=torch.bfloat16 "
-        "for bf16 autocast on CPU)",
-        device.type,
-    )
+    if amp_dtype is not None and device.type == "cpu":
+        return Amp("cpu", amp_dtype, scaler if amp_dtype == torch.float16 else None)
+    logger.debug("use_amp=True on %s without amp_dtype: running in fp32 (mixed precision is for CUDA; pass "
+                 "amp_dtype=torch.bfloat16 for bf16 autocast on CPU)", device.type)
     return Amp(device.type)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 import os
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from ..errors import InputError, InputTypeError, RangeTestError
 from ..history import History
 from ..settings import RangeTestSettings, check_flag
 from ..suggestion import analyze, analyze_history, available_methods
-from ..training import Amp, LocalSteps
 from ..validation import check_cache_dir, check_objects, model_device, parse_device
 from . import inputs
 from .rules import EmaDivergence, group_sweep
@@ -152,7 +150,7 @@ class LRFinder:
         rule = EmaDivergence(settings.smooth_f, settings.diverge_th)
         with inputs.placed(self.model, self.optimizer, self._target), inputs.loaders_restored(train_loader, val_loader):
             self.history, self.best_loss, self.result = {"lr": [], "loss": []}, None, None
-            finder = _CoreFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
+            finder = core.LRFinder(self.model, self.optimizer, self.criterion, None, self.memory_cache,
                                    self.cache_dir, self.grad_scaler, loss_fn=self._loss)
             try:
                 finder.run(sources.train, settings, val_loader=sources.val, stop=rule,
@@ -271,14 +269,3 @@ class LRFinder:
             report.show()
         return (ax, suggested) if suggest_lr else ax
 
-
-class _CoreFinder(core.LRFinder):
-    """The core finder, with torch-lr-finder's float16 autocast on CPU: the core's own AMP choice autocasts a
-    CPU model in bfloat16 only (float16 runs in fp32 there), where torch-lr-finder runs
-    ``torch.autocast("cpu", dtype=torch.float16)`` and steps through its ``grad_scaler``."""
-
-    def _steps(self, settings: RangeTestSettings) -> LocalSteps:
-        steps = super()._steps(settings)
-        if settings.use_amp and settings.amp_dtype == torch.float16 and self.device.type == "cpu":
-            steps.trainer = dataclasses.replace(steps.trainer, amp=Amp("cpu", torch.float16, self.scaler))
-        return steps
