@@ -379,3 +379,25 @@ def test_gradient_clipping_is_checked_and_reaches_every_step():
     h = f.range_test(task.loader, start_lr=1e-3, end_lr=1e3, num_iter=15, show_progress=False)
     assert h.settings["clip_grad_value"] == 1e-4 and h.stop_reason is None  # clipped: even lr 1000 is tame
     assert len(seen) == 15 and max(seen) <= 1e-4
+
+
+def test_a_loss_fn_returning_none_skips_the_batch_and_the_count_is_recorded():
+    task = digits_mlp(optimizer="sgd")
+    seen = []
+
+    def loss_fn(model, batch):
+        seen.append(1)
+        if len(seen) % 4 == 0:  # every 4th batch skipped, as Lightning's training_step may do
+            return None
+        x, y = batch
+        return task.criterion(model(x), y)
+
+    before = state_of(task.model, task.optimizer)
+    h = LRFinder(task.model, task.optimizer, None, loss_fn=loss_fn).range_test(
+        task.loader, start_lr=1e-4, end_lr=1, num_iter=12, show_progress=False)
+    assert h.num_steps == 12 and h.settings["skipped_batches"] == 4 and len(seen) == 16
+    assert_same_state(before, state_of(task.model, task.optimizer))
+    with pytest.raises(InputError, match="returned None for every batch"):
+        LRFinder(task.model, task.optimizer, None, loss_fn=lambda m, b: None).range_test(
+            task.loader, num_iter=5, show_progress=False)
+    assert_same_state(before, state_of(task.model, task.optimizer))

@@ -243,13 +243,14 @@ def test_bad_input_is_refused_before_training_and_changes_nothing(module, kwargs
     assert rng_state() == rng
 
 
-def test_a_batch_whose_training_step_returns_none_is_skipped_as_lightning_skips_it():
+def test_a_batch_whose_training_step_returns_none_is_skipped_as_lightning_skips_it(caplog):
     batches = DataLoader(TensorDataset(X, Y), batch_size=32)  # in order: the 4th batch is samples 96-127
     kept = DataLoader(TensorDataset(torch.cat([X[:96], X[128:]]), torch.cat([Y[:96], Y[128:]])), batch_size=32)
     module = SkipsBatches()
     before = module_state(module)
-    with pytest.warns(UserWarning, match="returned None for 1 batch"):
+    with caplog.at_level(logging.WARNING, logger="lr_finder"):
         skipping = find_lr(module, batches, num_iter=10, show_progress=False)
+    assert "returned None (skip) for 1 batch" in caplog.text
     assert_same_state(before, module_state(module))
     assert "log" not in vars(module)
     # no step and no point for the skipped batch: the curve of a loader without it, the same length

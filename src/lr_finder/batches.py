@@ -11,7 +11,7 @@ import torch
 
 from .errors import InputError, InputTypeError
 
-LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | None]
 
 _ADAPT = (
     "give LRFinder(..., loss_fn=lambda model, batch: ...) that returns the scalar loss for one batch, "
@@ -125,10 +125,11 @@ def compute_loss(
     batch: Any,
     loss_fn: LossFn | None,
     need_grad: bool = True,
-) -> torch.Tensor:
+) -> torch.Tensor | None:
     """The loss of one batch, checked to be a scalar tensor (with a gradient path when ``need_grad``).
 
-    ``loss_fn(model, batch)`` when given; else a dict batch is ``model(**batch).loss`` (``criterion=None``);
+    ``loss_fn(model, batch)`` when given (``None`` from it: skip this batch); else a dict batch is
+    ``model(**batch).loss`` (``criterion=None``);
     else ``(inputs, targets)`` is ``criterion(model(inputs), targets)`` (``model(*inputs)`` when ``inputs``
     is a tuple or list: several model inputs), or ``model(inputs).loss`` with ``criterion=None``. Errors
     name the fix.
@@ -136,6 +137,8 @@ def compute_loss(
     loss: Any
     if loss_fn is not None:
         loss, source = loss_fn(model, batch), "loss_fn"
+        if loss is None:  # the batch is skipped, as Lightning skips one whose training_step returns None
+            return None
     elif isinstance(batch, Mapping):
         if criterion is not None:
             raise InputTypeError(

@@ -34,6 +34,7 @@ import torch
 
 from . import sharding
 from ._logging import logger
+from .errors import InputError
 from .settings import RangeTestSettings
 from .training import LocalSteps, Trainer
 
@@ -149,6 +150,9 @@ class LockstepSteps(LocalSteps):
             with t.no_sync(last):
                 try:
                     share = t.forward(self._next())
+                    if share is None:  # every rank must take part in the backward pass's collectives
+                        raise InputError("loss_fn returned None (skip this batch) in a test whose ranks train in "
+                                         "lock-step: return a loss for every batch, as distributed training needs")
                     total = total + share.detach().float()
                     error = self._prefetch() if last else None
                 except Exception:  # before this micro-batch's all-reduce: the others learn of it there

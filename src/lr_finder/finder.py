@@ -198,8 +198,11 @@ class LRFinder(report.Readout):
                 sweep(steps, settings, schedule or group_schedule(settings.lr, ratios), record,
                       val_loader=val_loader, on_step=bar.update)
         finally:  # the curve so far is kept on every exit path
-            recorded["elapsed_s"] = round(time.perf_counter() - start, 4)
+            recorded.update(elapsed_s=round(time.perf_counter() - start, 4), skipped_batches=steps.skipped)
             self.history = record.history(recorded)
+        if steps.skipped:
+            logger.warning("loss_fn returned None (skip) for %d batch(es): the next batch took each one's place",
+                           steps.skipped)
         if not record.lr and record.non_finite is not None:
             lr, value = record.non_finite
             raise RangeTestError(

@@ -64,6 +64,7 @@ class BatchStream:
         self._it: Iterator[Any] = iter(loader)
         self._in_pass = 0
         self.total = 0
+        self.passes = 1  # passes started
 
     def next(self) -> Any:
         try:
@@ -77,6 +78,7 @@ class BatchStream:
             if self._in_pass == 0:
                 raise InputError(f"{self.name} yielded no batches: pass a loader with at least one batch") from None
             self._it, self._in_pass = iter(self.loader), 0
+            self.passes += 1
             batch = next(self._it, _END)
             if batch is _END:
                 raise InputError(f"{self.name} yielded no batches on its second pass: it cannot be cycled") from None

@@ -100,15 +100,16 @@ class Trainer:
         return cls(model, optimizer, criterion, loss_fn, amp, device, settings.accumulation_steps,
                    settings.non_blocking_transfer, *clip_grad)
 
-    def _loss(self, model: torch.nn.Module, raw: Any, need_grad: bool = True) -> torch.Tensor:
+    def _loss(self, model: torch.nn.Module, raw: Any, need_grad: bool = True) -> torch.Tensor | None:
         batch = move_to_device(raw, self.device, self.non_blocking)
         with self.amp.autocast():
             return compute_loss(model, self.criterion, batch, self.loss_fn, need_grad=need_grad)
 
-    def forward(self, raw: Any) -> torch.Tensor:
-        """One micro-batch's share of the step's loss (its loss over ``accumulation_steps``), with its graph."""
+    def forward(self, raw: Any) -> torch.Tensor | None:
+        """One micro-batch's share of the step's loss (its loss over ``accumulation_steps``), with its graph;
+        ``None`` when ``loss_fn`` skips the batch."""
         loss = self._loss(self.model, raw)
-        return loss / self.accumulation_steps if self.accumulation_steps > 1 else loss
+        return loss / self.accumulation_steps if self.accumulation_steps > 1 and loss is not None else loss
 
     def backward(self, share: torch.Tensor) -> None:
         (self.amp.scaler.scale(share) if self.amp.scaler is not None else share).backward()
@@ -149,9 +150,11 @@ class Trainer:
         try:
             with torch.no_grad():
                 for raw in loader:
-                    n = batch_size(raw)
-                    total += self._loss(model, raw, need_grad=False).detach().double() * n
-                    count += n
+                    loss = self._loss(model, raw, need_grad=False)
+                    if loss is not None:  # a batch loss_fn skips counts for nothing
+                        n = batch_size(raw)
+                        total += loss.detach().double() * n
+                        count += n
         finally:
             for m, training in modes:
                 m.training = training
@@ -168,6 +171,7 @@ class LocalSteps:
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
         self.stream: BatchStream | None = None
+        self.skipped = 0  # batches whose loss was None (skipped, the next one used)
 
     def start(self, loader: Iterable[Any], settings: RangeTestSettings) -> None:
         """Start drawing batches from ``loader`` (cycled as needed), the model in training mode."""
@@ -178,6 +182,19 @@ class LocalSteps:
         assert self.stream is not None, "start() first"
         return self.stream.next()
 
+    def _share(self) -> torch.Tensor:
+        """The loss share of the next batch that has one: a batch ``loss_fn`` skips (``None``, as Lightning's
+        ``training_step`` returns to skip one) gives way to the next, as in training."""
+        passes = None
+        while (share := self.trainer.forward(self._next())) is None:
+            assert self.stream is not None
+            self.skipped += 1
+            passes = self.stream.passes if passes is None else passes
+            if self.stream.passes - passes > 1:  # a whole pass went by without a loss
+                raise InputError(f"loss_fn returned None for every batch of the train loader ({self.skipped} "
+                                 "skipped): the range test needs a loss to train on")
+        return share
+
     def step(self) -> torch.Tensor:
         """One optimizer step over ``accumulation_steps`` micro-batches; returns their mean loss (detached)."""
         t, n = self.trainer, self.trainer.accumulation_steps
@@ -185,7 +202,7 @@ class LocalSteps:
         total = torch.zeros((), device=t.device)
         for j in range(n):
             with t.no_sync(last=j == n - 1):
-                share = t.forward(self._next())
+                share = self._share()
                 # the mean as the sum of the shares whose gradients are taken: torch-lr-finder's value to the bit
                 total = total + share.detach().float()
                 t.backward(share)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -210,31 +210,16 @@ def _run(
     # they would write the test's values into the trainer's metrics
     saved = {name: module.__dict__[name] for name in _LOG_METHODS if name in module.__dict__}
     module.__dict__.update(dict.fromkeys(_LOG_METHODS, lambda *args, **kwargs: None))
-    batches = _Batches(loader)
     try:
-        finder = range_test(module if model is None else model, optimizer, _step_loss(module, batches, strategy),
-                            batches, settings, clip, clip_by)
-        finder.history.settings["skipped_batches"] = batches.skipped
-        _warn_skipped(batches.skipped, "range test")
+        finder = range_test(module if model is None else model, optimizer, _step_loss(module, strategy), loader,
+                            settings, clip, clip_by)
         if verify:
-            skipped = batches.skipped
-            finder.verify(batches, method=method)
-            _warn_skipped(batches.skipped - skipped, "verification")
+            finder.verify(loader, method=method)
         return finder
     finally:
         for name in _LOG_METHODS:
             module.__dict__.pop(name, None)
         module.__dict__.update(saved)
-
-
-def _warn_skipped(count: int, what: str) -> None:
-    if count:
-        warnings.warn(
-            f"training_step returned None for {count} batch{'es' if count > 1 else ''}: as Lightning does, the "
-            f"{what} skipped each (no backward pass or optimizer step, nothing recorded) and trained on the next "
-            "batch in its place",
-            stacklevel=4,
-        )
 
 
 def _overrides(module: Any, name: str) -> bool:
@@ -303,13 +288,13 @@ def _optimizers_in(config: Any) -> list[Any]:
     return [config]
 
 
-def _step_loss(module: Any, batches: _Batches, strategy: Any = None) -> LossFn:
+def _step_loss(module: Any, strategy: Any = None) -> LossFn:
     """``loss_fn(model, batch)``: the batch hooks, then the loss of ``training_step(batch, batch_idx)`` (through
-    ``strategy``'s model wrapper when given). A batch whose ``training_step`` returns ``None`` is skipped, as
-    Lightning skips it, and the next batch of ``batches`` is used in its place."""
+    ``strategy``'s model wrapper when given); ``None`` when ``training_step`` skips the batch, which the range
+    test then skips too, as Lightning does."""
     batch_indices = itertools.count()
 
-    def step(batch: Any) -> Any:
+    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor | None:
         batch = module.on_before_batch_transfer(batch, 0)
         batch = module.transfer_batch_to_device(batch, module.device, 0)
         batch = module.on_after_batch_transfer(batch, 0)
@@ -319,74 +304,9 @@ def _step_loss(module: Any, batches: _Batches, strategy: Any = None) -> LossFn:
             if "loss" not in out:
                 raise InputError(f"training_step returned a dict without 'loss' (keys {sorted(out)}): add it")
             out = out["loss"]
-        if out is None and strategy is not None:
-            raise InputError(  # Lightning refuses it too (a rank without a backward pass stalls the others)
-                f"training_step returned None for batch {batch_idx}: skipping a batch is not supported in "
-                "distributed training, by Lightning either; return a loss for every batch"
-            )
-        return out
-
-    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        out, passes = step(batch), batches.passes
-        while out is None:
-            if batches.passes - passes > 1:  # a whole pass of the loader went by without a loss
-                raise InputError(
-                    f"training_step returned None for every batch of the train loader ({batches.skipped} in a row): "
-                    "the range test needs a loss to train on; return one for some batches at least"
-                )
-            out = step(batches.replacement())
         return out  # type: ignore[no-any-return]
 
     return loss
-
-
-class _Batches:
-    """The train loader as the range test draws from it, with a handle on the pass in progress, from which a
-    batch that ``training_step`` skips (returns ``None`` for) is replaced by the next one.
-
-    It is the loader to the core in every other way: ``len``, and its attributes (the shuffling generator and
-    sampler that are restored, ``persistent_workers``' iterator, accelerate's counters) read and written on
-    the loader itself.
-    """
-
-    def __init__(self, loader: Any) -> None:
-        object.__setattr__(self, "_loader", loader)
-        object.__setattr__(self, "_it", iter(()))
-        object.__setattr__(self, "skipped", 0)  # batches replaced so far
-        object.__setattr__(self, "passes", 0)  # passes started by a replacement
-
-    def __iter__(self) -> Iterator[Any]:
-        object.__setattr__(self, "_it", iter(self._loader))
-        return self._pass()
-
-    def _pass(self) -> Iterator[Any]:
-        while (batch := next(self._it, _END)) is not _END:  # self._it: a replacement may have started a new pass
-            yield batch
-
-    def __len__(self) -> int:
-        return len(self._loader)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._loader, name, value)
-
-    def replacement(self) -> Any:
-        """The batch after a skipped one: the next of this pass, else the first of a new pass (the core cycles
-        the loader the same way)."""
-        object.__setattr__(self, "skipped", self.skipped + 1)
-        batch = next(self._it, _END)
-        if batch is _END:
-            object.__setattr__(self, "_it", iter(self._loader))
-            object.__setattr__(self, "passes", self.passes + 1)
-            batch = next(self._it, _END)
-            if batch is _END:
-                raise InputError("the train loader ran out while training_step skipped batches: it cannot be cycled")
-        return batch
-
-
-_END = object()
 
 
 def _lr_attribute(module: Any, name: str) -> str:
