@@ -395,7 +395,7 @@ def test_a_loss_fn_returning_none_skips_the_batch_and_the_count_is_recorded():
     before = state_of(task.model, task.optimizer)
     h = LRFinder(task.model, task.optimizer, None, loss_fn=loss_fn).range_test(
         task.loader, start_lr=1e-4, end_lr=1, num_iter=12, show_progress=False)
-    assert h.num_steps == 12 and h.settings["skipped_batches"] == 4 and len(seen) == 16
+    assert h.num_steps == 12 and h.settings["skipped_batches"] == 3 and len(seen) == 15
     assert_same_state(before, state_of(task.model, task.optimizer))
     with pytest.raises(InputError, match="returned None for every batch"):
         LRFinder(task.model, task.optimizer, None, loss_fn=lambda m, b: None).range_test(
