@@ -298,3 +298,26 @@ def test_a_flat_sweep_that_diverged_gets_an_lr_below_the_divergence_and_flat_noi
 def test_a_real_descent_ignores_the_no_descent_fallback():
     lrs, loss = synthetic(n=100, start=-7.0, end=1.0)
     assert analyze(lrs, loss, diverged_at=float(lrs[-1])).lr == analyze(lrs, loss).lr
+
+
+def test_steepest_of_a_loss_that_rises_before_it_falls_is_read_without_a_corner():
+    """Lightning's sine test: the loss sin(lr) rises to 1 before it falls to -1. Capped at its starting level,
+    the rise left a corner where the fall crossed the cap, and the smoothed slope read 3.09 for 3.43."""
+    lrs = np.linspace(0.0, 2 * np.pi, 1000)
+    s = analyze(lrs, np.sin(lrs), "steepest")
+    x = lrs[1:]
+    slope = x * np.cos(x)  # d sin(lr) / d ln(lr), proportional to the slope against log10(lr)
+    truth = x[np.argmin(slope[: np.argmin(np.sin(x)) + 1])]
+    assert truth == pytest.approx(3.426, abs=0.005)
+    assert s.lr == pytest.approx(truth, rel=0.005)
+
+
+def test_noise_above_the_starting_level_keeps_the_starting_cap():
+    """Only a clear rise before the descent moves the cap: noise and a slow drift do not."""
+    from lr_finder.suggestion import prepare
+
+    lrs, loss = synthetic(noise=0.05, seed=3)
+    c = prepare(lrs, loss)
+    assert c.cap == float(np.median(np.log(loss[:10])))
+    drift = loss * (1 + 0.002 * np.arange(100) * (np.arange(100) < 40))  # creeps up 8% before the descent
+    assert prepare(lrs, drift).cap == float(np.median(np.log(drift[:10])))

@@ -43,6 +43,12 @@ DESCENT_Z = 5.0
 #: chosen with ``BACKOFF_DIVISOR`` by the same cross-validation.
 NO_DESCENT_DIVISOR = 40.0
 
+#: A rise before the descent is capped at its own top rather than at the starting level when it exceeds
+#: that level by this many times the point-to-point noise ...
+BUMP_NOISE = 3.0
+#: ... and by this fraction of the drop from the starting level to the minimum (see ``_bump``).
+BUMP_DROP = 0.25
+
 Pick = tuple[float | None, int | None, str | None]
 """What a method returns: the LR, its index in the curve when it is one of the points, or why none."""
 
@@ -154,6 +160,11 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
         cap = float(np.median(uncapped[: max(3, x.size // 10)]))
         y = np.minimum(uncapped, cap)
         smoothed = smooth(y)
+        bump = _bump(uncapped, smoothed, cap)
+        if bump is not None:  # the loss rose well above its start before it fell: cap at that top instead
+            cap = bump
+            y = np.minimum(uncapped, cap)
+            smoothed = smooth(y)
         grad = np.gradient(smoothed, np.log10(x))
     if not (np.all(np.isfinite(smoothed)) and np.all(np.isfinite(grad))):
         return "the curve has values too extreme to analyse: check the losses for overflow"
@@ -169,6 +180,24 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     # curve, so that a minimum near the start (pure noise) is not judged on a handful of points.
     noise = noise_level(uncapped[: min(stop, max(imin + 1, x.size // 2))])
     return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
+
+
+def _bump(uncapped: np.ndarray, smoothed: np.ndarray, cap: float) -> float | None:
+    """The top of a rise before the descent, when the loss clearly rose above its starting level first.
+
+    Capped at the starting level, such a rise leaves a corner where the falling loss crosses the cap; the
+    smoother rounds it off and the slope read there is off (the steepest point moves toward the corner).
+    The highest mean of a smoothing window before the minimum counts when it lies above the cap by 3 times
+    the point-to-point noise and by a quarter of the drop to the minimum: noise and the slow drift of a flat
+    curve stay below that, and their cap stays the starting level.
+    """
+    imin = int(np.argmin(smoothed))
+    w = min(window_length(uncapped.size), imin + 1)
+    top = float(np.max(window_means(uncapped[: imin + 1], w)))
+    rise = top - cap
+    if rise > BUMP_NOISE * noise_level(uncapped[: imin + 1]) and rise > BUMP_DROP * (cap - float(smoothed[imin])):
+        return top
+    return None
 
 
 def descent(c: Curve) -> tuple[float, float]:
