@@ -310,6 +310,14 @@ def test_unreadable_csv_exits_2(runner, tmp_path):
         assert "csv" in one_line_error(res.stderr)
 
 
+def test_analyze_of_a_csv_whose_lrs_repeat_says_how_many_rows_were_dropped_and_why(runner, tmp_path):
+    rows = "".join(f"{i},0.001,{2.3 - i / 10},{2.3 - i / 10}\n" for i in range(3))
+    (tmp_path / files.CSV_NAME).write_text("step,lr,raw_loss,loss\n" + rows)  # the LR never rose
+    res = runner.invoke(cli, ["analyze", str(tmp_path / files.CSV_NAME)])
+    assert res.exit_code == 1
+    assert "1 of 3 points, dropped 2 with a repeated LR" in res.stderr and "one point per LR" in res.stderr
+
+
 def test_analyze_without_a_suggestion_exits_1_and_removes_its_own_stale_best_lr(runner, tmp_path):
     rows = "".join(f"{i},{10 ** (-6 + i / 10)!r},{1 + i / 10},{1 + i / 10}\n" for i in range(30))
     (tmp_path / files.CSV_NAME).write_text("step,lr,raw_loss,loss\n" + rows)  # a loss that only rises

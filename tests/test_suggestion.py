@@ -321,3 +321,13 @@ def test_noise_above_the_starting_level_keeps_the_starting_cap():
     assert c.cap == float(np.median(np.log(loss[:10])))
     drift = loss * (1 + 0.002 * np.arange(100) * (np.arange(100) < 40))  # creeps up 8% before the descent
     assert prepare(lrs, drift).cap == float(np.median(np.log(drift[:10])))
+
+
+def test_too_few_points_counts_what_was_dropped_and_why():
+    s = analyze([1e-3, 1e-3, 1e-3], [2.3, 2.2, 2.1])
+    assert s.lr is None and "1 of 3 points" in s.reason and "2 with a repeated LR" in s.reason
+    assert "one point per LR" in s.reason
+    s = analyze([1e-4, 0.0, math.nan, 1e-2, 1e-1, 1.0], [2.3, 2.2, 2.1, math.inf, 1.5, 1.4])
+    assert "3 of 6 points" in s.reason and "2 with an LR that is not positive" in s.reason
+    assert "1 with a non-finite loss" in s.reason and "repeated" not in s.reason
+    assert "(4 of 4 points; need 5)" in analyze([1e-4, 1e-3, 1e-2, 1e-1], [2.3, 2.2, 2.1, 2.0]).reason

@@ -127,30 +127,43 @@ class Curve:
 
 def _clean(
     lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Finite points with LR > 0, sorted by LR, repeated LRs dropped, with their original indices; and
-    whether the losses turned non-finite after the last point kept."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, dict[str, int]]:
+    """Finite points with LR > 0, sorted by LR, repeated LRs dropped, with their original indices; whether
+    the losses turned non-finite after the last point kept; and how many points were dropped, by why."""
     x = np.asarray(lrs, dtype=float).ravel()
     v = np.asarray(losses, dtype=float).ravel()
     if x.size != v.size:
         raise InputError(f"lrs and losses must have the same length, got {x.size} and {v.size}")
     with np.errstate(invalid="ignore"):
-        keep = np.isfinite(x) & np.isfinite(v) & (x > 0)
+        good_lr = np.isfinite(x) & (x > 0)
+    keep = good_lr & np.isfinite(v)
     index = np.flatnonzero(keep)
     ends_non_finite = bool(index.size and not np.all(np.isfinite(v[index[-1] + 1 :])))
     x, first = np.unique(x[keep], return_index=True)  # sorted; of a repeated LR, its first point
-    return x, v[keep][first], index[first], ends_non_finite
+    dropped = {
+        "an LR that is not positive and finite": int(np.count_nonzero(~good_lr)),
+        "a non-finite loss": int(np.count_nonzero(good_lr & ~np.isfinite(v))),
+        "a repeated LR (the first one counts)": int(index.size - x.size),
+    }
+    return x, v[keep][first], index[first], ends_non_finite, dropped
+
+
+def _too_few(total: int, kept: int, dropped: dict[str, int]) -> str:
+    """Why a curve has fewer than ``MIN_POINTS`` usable points, counting what was dropped and why."""
+    why = [f"{k} with {reason}" for reason, k in dropped.items() if k]
+    detail = f"{kept} of {total} points" + (f", dropped {', '.join(why)}" if why else "")
+    fixes = ["raise num_iter, or lower start_lr so the sweep runs longer before it stops"]
+    if dropped["a repeated LR (the first one counts)"]:
+        fixes.insert(0, "log one point per LR, the LR rising at every step")
+    return f"too few usable points ({detail}; need {MIN_POINTS}): {'; or '.join(fixes)}"
 
 
 def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> Curve | str:
     """Clean, cap, transform and smooth a curve; returns a :class:`Curve`, or a reason string when it is
     unusable."""
-    x, v, index, ends_non_finite = _clean(lrs, losses)
+    x, v, index, ends_non_finite, dropped = _clean(lrs, losses)
     if x.size < MIN_POINTS:
-        return (
-            f"too few usable points ({x.size} finite, need {MIN_POINTS}): raise num_iter, or lower start_lr "
-            "so the sweep runs longer before it stops"
-        )
+        return _too_few(x.size + sum(dropped.values()), x.size, dropped)
     is_log = bool(np.all(v > 0))
     with np.errstate(all="ignore"):
         uncapped = np.log(v) if is_log else v.copy()
