@@ -286,7 +286,8 @@ def test_a_flat_sweep_that_diverged_gets_an_lr_below_the_divergence_and_flat_noi
     s = analyze(lrs, loss, diverged_at=float(lrs[-1]))
     assert s.lr == pytest.approx(lrs[-1] / NO_DESCENT_DIVISOR)
     assert s.confidence_label == "low" and "never decreased" in s.diagnostics[0]
-    assert s.rises_from == pytest.approx(lrs[-1])  # drawn red from the divergence
+    assert s.rises_from == pytest.approx(lrs[-6])  # drawn red from where the loss began to explode
+    assert s.fallback and s.basis.startswith("fallback: stop LR") and s.position is None
     assert analyze(lrs, loss).lr is None
     stopped = History(tuple(lrs), tuple(loss), tuple(loss), "diverged: smoothed loss above the threshold")
     assert analyze_history(stopped).lr == pytest.approx(lrs[-1] / NO_DESCENT_DIVISOR)
@@ -331,3 +332,19 @@ def test_too_few_points_counts_what_was_dropped_and_why():
     assert "3 of 6 points" in s.reason and "2 with an LR that is not positive" in s.reason
     assert "1 with a non-finite loss" in s.reason and "repeated" not in s.reason
     assert "(4 of 4 points; need 5)" in analyze([1e-4, 1e-3, 1e-2, 1e-1], [2.3, 2.2, 2.1, 2.0]).reason
+
+
+def test_the_optimal_range_is_the_fast_descent_whatever_the_method_picks():
+    """The range is where the slope is within half of its steepest, for every method; a pick outside it is
+    left outside, and a diagnostic says where it lies and why."""
+    lrs = np.logspace(-5, 0, 60)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 2.5) + np.maximum(0.0, np.log10(lrs) + 0.8) ** 2 * 20
+    picks = {m: analyze(lrs, losses, m) for m in METHODS}
+    assert len({(s.low, s.high) for s in picks.values()}) == 1
+    outside = {m: s for m, s in picks.items() if s.position != "inside"}
+    assert outside and picks["steepest"].position == "inside"
+    for m, s in outside.items():
+        assert s.position == ("below" if s.lr < s.low else "above") and s.lr > s.high or s.lr < s.low
+        assert any(f"lies {s.position} the optimal range" in d and f"{m} takes" in d for d in s.diagnostics)
+    assert "loss minimum" in picks["backoff"].basis and "safety margin" in picks["backoff"].basis
+    assert not any("optimal range" in d for d in picks["steepest"].diagnostics)
