@@ -172,7 +172,8 @@ def test_run_prints_the_suggestion_and_writes_every_output(run_dir):
     assert summary["timing"]["elapsed_s"] > 0 and summary["timing"]["s_per_step"] > 0
     assert set(summary["methods"]) >= {"steepest", "valley", "minimum"}
     low, high = summary["optimal_range"]["low"], summary["optimal_range"]["high"]
-    assert 1e-5 <= low <= best <= high <= 10
+    assert 1e-5 <= low <= high <= 10 and 1e-5 <= best <= 10  # the range is the fast descent; the pick may lie off it
+    assert summary["suggestion"]["position"] == ("below" if best < low else "above" if best > high else "inside")
     assert isinstance(summary["diagnostics"], list)
     assert "stop_reason" in summary and "stopped_early" in summary
     history = read_csv(out / files.CSV_NAME)
@@ -308,6 +309,14 @@ def test_unreadable_csv_exits_2(runner, tmp_path):
         res = runner.invoke(cli, args)
         assert res.exit_code == 2
         assert "csv" in one_line_error(res.stderr)
+
+
+def test_analyze_of_a_csv_whose_lrs_repeat_says_how_many_rows_were_dropped_and_why(runner, tmp_path):
+    rows = "".join(f"{i},0.001,{2.3 - i / 10},{2.3 - i / 10}\n" for i in range(3))
+    (tmp_path / files.CSV_NAME).write_text("step,lr,raw_loss,loss\n" + rows)  # the LR never rose
+    res = runner.invoke(cli, ["analyze", str(tmp_path / files.CSV_NAME)])
+    assert res.exit_code == 1
+    assert "1 of 3 points, dropped 2 with a repeated LR" in res.stderr and "one point per LR" in res.stderr
 
 
 def test_analyze_without_a_suggestion_exits_1_and_removes_its_own_stale_best_lr(runner, tmp_path):

@@ -16,6 +16,8 @@ from lr_finder.suggestion import analyze_history, prepare
 
 from tasks import digits_mlp
 
+ZONE = plotting.ZONE_LABELS
+
 
 def curve(n=80, drop_at=-3.0, blow_at=-0.5, noise=0.03, start=-6.0, end=1.0, explode=4.0, seed=0):
     """A synthetic range test: flat, a descent centred at 10**drop_at, an explosion past 10**blow_at."""
@@ -51,10 +53,10 @@ def test_the_plot_has_zones_a_labelled_suggestion_and_a_faint_raw_loss():
     assert to_rgb(vlines[0].get_color()) == (1, 0, 0)
     assert any(f"{s.lr:.2e}" in t for t in texts(ax))
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert {"too low", "optimal", "too high", "raw loss", "smoothed loss"} <= set(legend)
+    assert {*plotting.ZONE_LABELS.values(), "raw loss", "smoothed loss", "loss minimum"} <= set(legend)
     spans = {p.get_label(): p for p in ax.patches}
-    assert to_rgb(spans["optimal"].get_facecolor()) == to_rgb(plotting.ZONE_COLORS["optimal"])
-    assert to_rgb(spans["too high"].get_facecolor()) == to_rgb(plotting.ZONE_COLORS["high"])
+    for key in ("optimal", "high"):
+        assert to_rgb(spans[ZONE[key]].get_facecolor()) == to_rgb(plotting.ZONE_COLORS[key])
 
 
 def test_y_limits_are_not_crushed_by_the_explosion():
@@ -242,11 +244,11 @@ def test_red_means_the_loss_rises_after_its_minimum():
     ax, s = drawn(h, "steepest")
     smooth = smoothed_curve_of(ax)
     lr_min = float(np.asarray(h.lr)[int(np.nanargmin(smooth))])
-    red = next(p for p in ax.patches if p.get_label() == "too high")
+    red = next(p for p in ax.patches if p.get_label() == ZONE["high"])
     assert red.get_x() >= lr_min * 10**-0.15 and s.high < lr_min / 10
     never = History(h.lr[:80], h.loss[:80], h.raw_loss[:80])
     ax, s = drawn(never)
-    assert s.lr is not None and "too high" not in [p.get_label() for p in ax.patches]
+    assert s.lr is not None and ZONE["high"] not in [p.get_label() for p in ax.patches]
 
 
 def smoothed_curve_of(ax):
@@ -260,7 +262,7 @@ def test_a_loss_that_turns_nan_is_drawn_red_to_the_end():
     raw[stop:] = np.nan
     h = History(h.lr, tuple(raw), tuple(raw), "loss is nan")
     ax, s = drawn(h, show_slope=True)
-    red = next(p for p in ax.patches if p.get_label() == "too high")
+    red = next(p for p in ax.patches if p.get_label() == ZONE["high"])
     assert red.get_x() + red.get_width() == pytest.approx(h.lr[-1])
     assert not any("never diverged" in t for t in texts(ax.figure.axes[1]))
 
@@ -304,3 +306,44 @@ def test_compare_slope_limits_hold_the_slopes_it_draws():
     for h in hs:
         c = prepare(h.lr, h.raw_loss)
         assert lo <= c.grad[: c.imin + 1].min() < 0 < hi
+
+
+def test_the_pick_label_says_where_it_sits_and_why_and_zones_say_what_they_mean():
+    """A backoff pick below the fast descent sits in yellow by design: the label says so, the legend does not
+    call the zone "too low", and the range drawn green is the fast descent, not stretched to the pick."""
+    lrs = np.logspace(-5, 1, 100)
+    x = np.log10(lrs)
+    loss = 2.3 - 0.55 * (1 + np.tanh(6 * (x + 0.7))) + 30 * np.maximum(0, x + 0.5) ** 2  # as the demo's
+    ax, s = drawn(History(tuple(lrs), tuple(loss), tuple(loss)))
+    assert s.position == "below"
+    label = next(t for t in texts(ax) if t.startswith("suggested LR"))
+    assert "loss minimum" in label and "safety margin" in label and "below the optimal range" in label
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "too low" not in legend and ZONE["low"] in legend
+    green = next(p for p in ax.patches if p.get_label() == ZONE["optimal"])
+    assert green.get_x() == pytest.approx(s.low) and s.lr < s.low  # the green zone starts at the range
+
+
+def flat_then_diverged(n=48):
+    lrs = np.logspace(-7, 1, 50)[:n]
+    raw = 2.3 * np.exp(np.random.default_rng(4).normal(0, 0.03, n))
+    raw[-5:] = [3.0, 6.0, 12.0, 30.0, 73.0]
+    return History(tuple(lrs), tuple(raw), tuple(raw), "diverged: smoothed loss above the threshold")
+
+
+def test_a_flat_sweep_that_diverged_shows_the_explosion_and_a_fallback_off_the_curve():
+    h = flat_then_diverged()
+    ax, s = drawn(h)
+    assert s.fallback and s.lr is not None
+    lo, hi = ax.get_ylim()
+    assert hi > 2 * 2.3 and lo < 2.3  # the flat start reads flat, the rise shows
+    [boom] = [t for t in texts(ax) if t.startswith("loss exploded")]
+    first_off = next(lr for lr, v in zip(h.lr, h.raw_loss, strict=True) if v > hi)
+    assert "73" in boom and f"from LR {first_off:.2e}" in boom
+    red = next(p for p in ax.patches if p.get_label() == ZONE["high"])
+    assert red.get_x() == pytest.approx(h.lr[-5]) and red.get_width() > 0
+    [line] = [ln for ln in ax.lines if ln.get_label().startswith("fallback")]
+    assert line.get_linestyle() == "-." and line.get_xdata()[0] == s.lr
+    assert not [ln for ln in ax.lines if ln.get_marker() == "o"]  # no dot on the noise
+    label = next(t for t in texts(ax) if t.startswith("suggested LR"))
+    assert "fallback: stop LR" in label and "/ 40" in label

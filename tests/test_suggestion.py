@@ -286,7 +286,8 @@ def test_a_flat_sweep_that_diverged_gets_an_lr_below_the_divergence_and_flat_noi
     s = analyze(lrs, loss, diverged_at=float(lrs[-1]))
     assert s.lr == pytest.approx(lrs[-1] / NO_DESCENT_DIVISOR)
     assert s.confidence_label == "low" and "never decreased" in s.diagnostics[0]
-    assert s.rises_from == pytest.approx(lrs[-1])  # drawn red from the divergence
+    assert s.rises_from == pytest.approx(lrs[-6])  # drawn red from where the loss began to explode
+    assert s.fallback and s.basis.startswith("fallback: stop LR") and s.position is None
     assert analyze(lrs, loss).lr is None
     stopped = History(tuple(lrs), tuple(loss), tuple(loss), "diverged: smoothed loss above the threshold")
     assert analyze_history(stopped).lr == pytest.approx(lrs[-1] / NO_DESCENT_DIVISOR)
@@ -298,3 +299,52 @@ def test_a_flat_sweep_that_diverged_gets_an_lr_below_the_divergence_and_flat_noi
 def test_a_real_descent_ignores_the_no_descent_fallback():
     lrs, loss = synthetic(n=100, start=-7.0, end=1.0)
     assert analyze(lrs, loss, diverged_at=float(lrs[-1])).lr == analyze(lrs, loss).lr
+
+
+def test_steepest_of_a_loss_that_rises_before_it_falls_is_read_without_a_corner():
+    """Lightning's sine test: the loss sin(lr) rises to 1 before it falls to -1. Capped at its starting level,
+    the rise left a corner where the fall crossed the cap, and the smoothed slope read 3.09 for 3.43."""
+    lrs = np.linspace(0.0, 2 * np.pi, 1000)
+    s = analyze(lrs, np.sin(lrs), "steepest")
+    x = lrs[1:]
+    slope = x * np.cos(x)  # d sin(lr) / d ln(lr), proportional to the slope against log10(lr)
+    truth = x[np.argmin(slope[: np.argmin(np.sin(x)) + 1])]
+    assert truth == pytest.approx(3.426, abs=0.005)
+    assert s.lr == pytest.approx(truth, rel=0.005)
+
+
+def test_noise_above_the_starting_level_keeps_the_starting_cap():
+    """Only a clear rise before the descent moves the cap: noise and a slow drift do not."""
+    from lr_finder.suggestion import prepare
+
+    lrs, loss = synthetic(noise=0.05, seed=3)
+    c = prepare(lrs, loss)
+    assert c.cap == float(np.median(np.log(loss[:10])))
+    drift = loss * (1 + 0.002 * np.arange(100) * (np.arange(100) < 40))  # creeps up 8% before the descent
+    assert prepare(lrs, drift).cap == float(np.median(np.log(drift[:10])))
+
+
+def test_too_few_points_counts_what_was_dropped_and_why():
+    s = analyze([1e-3, 1e-3, 1e-3], [2.3, 2.2, 2.1])
+    assert s.lr is None and "1 of 3 points" in s.reason and "2 with a repeated LR" in s.reason
+    assert "one point per LR" in s.reason
+    s = analyze([1e-4, 0.0, math.nan, 1e-2, 1e-1, 1.0], [2.3, 2.2, 2.1, math.inf, 1.5, 1.4])
+    assert "3 of 6 points" in s.reason and "2 with an LR that is not positive" in s.reason
+    assert "1 with a non-finite loss" in s.reason and "repeated" not in s.reason
+    assert "(4 of 4 points; need 5)" in analyze([1e-4, 1e-3, 1e-2, 1e-1], [2.3, 2.2, 2.1, 2.0]).reason
+
+
+def test_the_optimal_range_is_the_fast_descent_whatever_the_method_picks():
+    """The range is where the slope is within half of its steepest, for every method; a pick outside it is
+    left outside, and a diagnostic says where it lies and why."""
+    lrs = np.logspace(-5, 0, 60)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 2.5) + np.maximum(0.0, np.log10(lrs) + 0.8) ** 2 * 20
+    picks = {m: analyze(lrs, losses, m) for m in METHODS}
+    assert len({(s.low, s.high) for s in picks.values()}) == 1
+    outside = {m: s for m, s in picks.items() if s.position != "inside"}
+    assert outside and picks["steepest"].position == "inside"
+    for m, s in outside.items():
+        assert s.position == ("below" if s.lr < s.low else "above") and s.lr > s.high or s.lr < s.low
+        assert any(f"lies {s.position} the optimal range" in d and f"{m} takes" in d for d in s.diagnostics)
+    assert "loss minimum" in picks["backoff"].basis and "safety margin" in picks["backoff"].basis
+    assert not any("optimal range" in d for d in picks["steepest"].diagnostics)

@@ -19,9 +19,19 @@ import numpy as np
 
 from .errors import InputError
 from .history import History
-from .suggestion import Curve, Suggestion, prepare
+from .suggestion import NO_DESCENT_DIVISOR, Curve, Suggestion, prepare
 
 ZONE_COLORS = {"low": "#f6d743", "optimal": "#5cb85c", "high": "#d9534f"}
+#: The zones' legend entries: what each range means, not a verdict on an LR inside it (the default picks
+#: below the fast descent on purpose, a safety margin under the loss minimum).
+ZONE_LABELS = {
+    "low": "flat or slow descent",
+    "optimal": "optimal range: fast descent\n(slope within 1/2 of steepest)",
+    "high": "too high: loss rises",
+}
+#: The colour of a fallback suggestion (no descent: the LR where the sweep diverged / 40), not a point of
+#: the curve, unlike the red of a pick.
+FALLBACK_COLOR = "#b35900"
 #: Size of a plot without the slope panel, in inches, and its resolution: 800 x 500 pixels.
 FIGSIZE = (8.0, 5.0)
 DPI = 100
@@ -29,8 +39,8 @@ DPI = 100
 SLOPE_HEIGHT = 2.2
 #: Relative heights of the loss and the slope panels.
 _PANELS = (FIGSIZE[1], SLOPE_HEIGHT + 0.4)
-#: Past this fraction of the x axis, the suggestion's label goes on the left of its line.
-_FLIP_AT = 0.62
+#: Past this fraction of the x axis, the suggestion's label goes on the left of its line, at the bottom.
+_FLIP_AT = 0.55
 _COMPARE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -108,17 +118,21 @@ def _dot(ax: Any, lrs: np.ndarray, values: np.ndarray, s: Suggestion, color: str
 
 
 def _zones(ax: Any, suggestion: Suggestion | None, lo_lr: float, hi_lr: float, label: bool = True) -> None:
-    """Too low up to the optimal zone, optimal, and too high only where the loss rises (from its
-    minimum on); between the optimal zone and the minimum the loss still falls, slower: no colour."""
-    if suggestion is None or suggestion.low is None or suggestion.high is None:
+    """Flat or slow up to the optimal range, the optimal range (the fast descent), and too high only where
+    the loss rises (from its minimum on, or from where a sweep without a descent began to explode); between
+    the optimal range and the minimum the loss still falls, slower: no colour."""
+    if suggestion is None:
         return
+    spans = []
     low, high = suggestion.low, suggestion.high
-    spans = [(lo_lr, low, "low", 0.18, "too low"), (low, high, "optimal", 0.25, "optimal")]
+    if low is not None and high is not None:
+        spans += [(lo_lr, low, "low", 0.18), (low, high, "optimal", 0.25)]
     if suggestion.rises_from is not None:
-        spans.append((max(suggestion.rises_from, high), hi_lr, "high", 0.15, "too high"))
-    for a, b, key, alpha, name in spans:
+        spans.append((max(suggestion.rises_from, high or lo_lr), hi_lr, "high", 0.15))
+    for a, b, key, alpha in spans:
         if b > a:
-            ax.axvspan(a, b, color=ZONE_COLORS[key], alpha=alpha, linewidth=0, label=name if label else None)
+            name = ZONE_LABELS[key] if label else None
+            ax.axvspan(a, b, color=ZONE_COLORS[key], alpha=alpha, linewidth=0, label=name)
 
 
 def _legend(ax: Any, **kw: Any) -> None:
@@ -211,8 +225,14 @@ def _draw_loss(
     ax.plot(lrs, raw, color="0.45", alpha=0.3, linewidth=1, label="raw loss")
     ax.plot(lrs, loss, color="#1f4e9c", linewidth=2, label="smoothed loss")
     ax.set_xscale("log")
-    _set_ylim(ax, [y_limits(loss, raw) or y_limits(raw)])
+    fallback = suggestion is not None and suggestion.fallback
+    _set_ylim(ax, [(rise_limits(raw) if fallback else None) or y_limits(loss, raw) or y_limits(raw)])
+    if not isinstance(curve, str) and suggestion is not None and suggestion.low is not None:
+        i = int(curve.index[curve.imin])
+        ax.plot([lrs[i]], [loss[i]], linestyle="none", marker="v", markersize=8, color="#1f4e9c",
+                markeredgecolor="white", zorder=4, label="loss minimum")  # fmt: skip
     span = _lr_span(history)
+    _mark_explosion(ax, lrs, raw, suggestion, span)
     if span is None:
         return
     lo_lr, hi_lr = span
@@ -222,6 +242,55 @@ def _draw_loss(
         _mark(ax, lrs, loss, suggestion, lo_lr, hi_lr, annotate)
     if hi_lr > lo_lr:
         ax.set_xlim(lo_lr, hi_lr)
+
+
+def rise_limits(raw: np.ndarray) -> tuple[float, float] | None:
+    """Limits for a curve without a descent that exploded: from its lowest value up to twice its starting
+    level above that (more when the start is near zero), so the flat start reads flat and the explosion
+    shows where it begins; ``None`` when the loss never rose that far."""
+    r = np.asarray(raw, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return None
+    level, lo = float(np.median(r[: max(3, r.size // 10)])), float(np.min(r))
+    top = level + max(abs(level), 10.0 * (level - lo), 1e-12)
+    if float(np.max(r)) <= top:
+        return None
+    return lo - 0.04 * (top - lo), top
+
+
+def _mark_explosion(ax: Any, lrs: np.ndarray, raw: np.ndarray, s: Suggestion | None, span: Any) -> None:
+    """Where the raw loss, rising past ``s.rises_from``, leaves the top of the plot, an arrow with how far it
+    went, when that is far (the limits keep the descent readable, this keeps the explosion visible)."""
+    if s is None or s.rises_from is None or not np.isfinite(raw).any():
+        return
+    bottom, top = ax.get_ylim()
+    with np.errstate(invalid="ignore"):
+        off = np.flatnonzero((lrs >= s.rises_from) & ~(raw <= top))  # above the top, or not finite
+    if not off.size:
+        return
+    j = int(off[0])
+    tail = raw[j:][np.isfinite(raw[j:])]
+    if tail.size == raw.size - j and float(np.max(tail)) < top + 0.5 * (top - bottom):
+        return  # noise around the top, not an explosion
+    peak = f"{float(np.max(tail)):.3g}" if tail.size else "not finite"
+    if tail.size and tail.size < raw.size - j:
+        peak += ", then not finite"
+    x = _fraction(float(lrs[j]), span)
+    ax.annotate(
+        f"loss exploded: up to {peak}\nfrom LR {lrs[j]:.2e}", xy=(lrs[j], 1.0), xycoords=("data", "axes fraction"),
+        xytext=(min(max(x, 0.03), 0.97), 0.86), textcoords="axes fraction", va="top", fontsize=8, color="#a02020",
+        ha="right" if x > 0.8 else "left" if x < 0.2 else "center",
+        arrowprops={"arrowstyle": "->", "color": "#a02020", "linewidth": 1.2},
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+    )
+
+
+def _fraction(lr: float, span: tuple[float, float] | None) -> float:
+    """Where ``lr`` lies across the log x axis spanning ``span``, from 0 to 1."""
+    if span is None or not span[1] > span[0]:
+        return 0.5
+    return (math.log10(lr) - math.log10(span[0])) / (math.log10(span[1]) - math.log10(span[0]))
 
 
 def _lr_span(history: History) -> tuple[float, float] | None:
@@ -251,19 +320,32 @@ def _mark(
     ax: Any, lrs: np.ndarray, loss: np.ndarray, s: Suggestion, lo_lr: float, hi_lr: float, annotate: bool
 ) -> None:
     assert s.lr is not None
-    ax.axvline(s.lr, color="red", linestyle="--", linewidth=1.5, label=f"suggested LR ({s.method})")
-    _dot(ax, lrs, loss, s, "red", "white")
+    color = FALLBACK_COLOR if s.fallback else "red"
+    if s.fallback:  # no point of the curve: a line of its own, no dot on the noise
+        label = f"fallback: stop LR / {NO_DESCENT_DIVISOR:g}"
+        ax.axvline(s.lr, color=color, linestyle="-.", linewidth=1.5, label=label)
+    else:
+        ax.axvline(s.lr, color=color, linestyle="--", linewidth=1.5, label=f"suggested LR ({s.method})")
+        _dot(ax, lrs, loss, s, color, "white")
     if not annotate:
         return
     text = f"suggested LR = {s.lr:.2e}"
+    if s.basis:
+        text += f"\n= {s.basis}"
+    if s.fallback:
+        text += "\n(no descent to pick from)"
+    elif s.position is not None:
+        text += "\nin the optimal range" if s.position == "inside" else f"\n{s.position} the optimal range"
     if s.confidence_label in ("low", "medium"):
         text += f"\n({s.confidence_label} confidence)"
-    x = (math.log10(s.lr) - math.log10(lo_lr)) / (math.log10(hi_lr) - math.log10(lo_lr)) if hi_lr > lo_lr else 0.5
-    flip = x > _FLIP_AT  # near the right edge: the label goes on the left of the line, inside the figure
+    # On the left of the line, low: left of a pick the loss is still near its start, at the top, and the
+    # bottom is free; a pick too near the left edge for that gets the label on its right, at the top.
+    flip = _fraction(s.lr, (lo_lr, hi_lr)) > _FLIP_AT
     ax.annotate(
-        text, xy=(s.lr, 0.97), xycoords=("data", "axes fraction"), xytext=(-7 if flip else 7, 0),
-        textcoords="offset points", ha="right" if flip else "left", va="top", color="red", fontsize=10,
-        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "red", "alpha": 0.9},
+        text, xy=(s.lr, 0.03 if flip else 0.97), xycoords=("data", "axes fraction"), xytext=(-7 if flip else 7, 0),
+        textcoords="offset points", ha="right" if flip else "left", va="bottom" if flip else "top", color=color,
+        fontsize=9,
+        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": color, "alpha": 0.9},
     )
 
 
@@ -308,7 +390,9 @@ def draw_slope(
     stop = curve.informative
     ax.plot(curve.lrs[:stop], curve.grad[:stop], color=color, linewidth=1.6, label=label or "slope")
     if suggestion is not None and suggestion.lr is not None:
-        ax.axvline(suggestion.lr, color="red" if label is None else color, linestyle="--", linewidth=1.2)
+        own = FALLBACK_COLOR if suggestion.fallback else "red"
+        style = "-." if suggestion.fallback else "--"
+        ax.axvline(suggestion.lr, color=own if label is None else color, linestyle=style, linewidth=1.2)
     _set_ylim(ax, [slope_limits(curve)])
     ax.set_ylabel(slope_label(curve), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
@@ -387,8 +471,9 @@ def _draw_one(
         if inside.any():
             ax.plot(lrs[inside], loss[inside], color=color, linewidth=6, alpha=0.35, solid_capstyle="round")
     if s is not None and s.lr is not None:
-        ax.axvline(s.lr, color=color, linestyle="--", linewidth=1.1, alpha=0.9)
-        _dot(ax, lrs, loss, s, color, "black")
+        ax.axvline(s.lr, color=color, linestyle="-." if s.fallback else "--", linewidth=1.1, alpha=0.9)
+        if not s.fallback:  # a fallback is no point of its curve
+            _dot(ax, lrs, loss, s, color, "black")
     return y_limits(loss) or y_limits(raw_loss)
 
 

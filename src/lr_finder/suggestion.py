@@ -12,6 +12,7 @@ grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,12 @@ DESCENT_Z = 5.0
 #: chosen with ``BACKOFF_DIVISOR`` by the same cross-validation.
 NO_DESCENT_DIVISOR = 40.0
 
+#: A rise before the descent is capped at its own top rather than at the starting level when it exceeds
+#: that level by this many times the point-to-point noise ...
+BUMP_NOISE = 3.0
+#: ... and by this fraction of the drop from the starting level to the minimum (see ``_bump``).
+BUMP_DROP = 0.25
+
 Pick = tuple[float | None, int | None, str | None]
 """What a method returns: the LR, its index in the curve when it is one of the points, or why none."""
 
@@ -54,13 +61,19 @@ class Suggestion:
     Attributes:
         lr: the suggested learning rate, or ``None`` when the curve cannot support one.
         method: the method that produced it.
-        low, high: edges of the optimal zone (the loss drops fast there); ``None`` without a descent.
+        low, high: edges of the optimal range, where the slope of the smoothed loss is within half of its
+            steepest (the loss drops fast there), whatever the method picks; ``None`` without a descent.
+            The pick may lie outside it (``position`` says where; a diagnostic says why).
         confidence: 0 (do not trust) to 1 (clean curve, clear descent, clear divergence).
         reason: why ``lr`` is ``None`` and what to do; ``None`` when there is a suggestion.
         diagnostics: everything worth fixing about the curve, each with what to do.
         index: index of the suggested point in the arrays given, when the LR is one of them.
         rises_from: the LR of the smoothed loss minimum when the loss rises after it (the "too high"
-            zone starts there); ``None`` when the loss never rose.
+            zone starts there), or for a ``fallback``, where the loss began its final rise; ``None`` when
+            the loss never rose.
+        basis: how the pick was made, in a few words ("loss minimum 3.51e-01 / 2.25 (safety margin)").
+        fallback: the pick is no point of a descent (there was none) but the LR where the sweep diverged
+            over ``NO_DESCENT_DIVISOR``.
     """
 
     lr: float | None
@@ -72,6 +85,16 @@ class Suggestion:
     diagnostics: tuple[str, ...] = ()
     index: int | None = None
     rises_from: float | None = None
+    basis: str | None = None
+    fallback: bool = False
+
+    @property
+    def position(self) -> str | None:
+        """Where ``lr`` lies against the optimal range: ``"below"``, ``"inside"`` or ``"above"``; ``None``
+        without both."""
+        if self.lr is None or self.low is None or self.high is None:
+            return None
+        return "below" if self.lr < self.low else "above" if self.lr > self.high else "inside"
 
     @property
     def confidence_label(self) -> str:
@@ -86,6 +109,9 @@ class Suggestion:
             "low": self.low,
             "high": self.high,
             "rises_from": self.rises_from,
+            "position": self.position,
+            "basis": self.basis,
+            "fallback": self.fallback,
             "confidence": round(self.confidence, 4),
             "confidence_label": self.confidence_label,
             "reason": self.reason,
@@ -108,6 +134,7 @@ class Curve:
     is_log: bool  # y is log(loss): every loss is positive
     informative: int  # how many leading points say something (see prepare)
     ends_non_finite: bool = False  # the caller's losses turned NaN or infinite after the last point
+    raw: np.ndarray | None = None  # the transformed loss before the cap (``None``: as ``y``)
 
     @property
     def n(self) -> int:
@@ -121,30 +148,43 @@ class Curve:
 
 def _clean(
     lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Finite points with LR > 0, sorted by LR, repeated LRs dropped, with their original indices; and
-    whether the losses turned non-finite after the last point kept."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, dict[str, int]]:
+    """Finite points with LR > 0, sorted by LR, repeated LRs dropped, with their original indices; whether
+    the losses turned non-finite after the last point kept; and how many points were dropped, by why."""
     x = np.asarray(lrs, dtype=float).ravel()
     v = np.asarray(losses, dtype=float).ravel()
     if x.size != v.size:
         raise InputError(f"lrs and losses must have the same length, got {x.size} and {v.size}")
     with np.errstate(invalid="ignore"):
-        keep = np.isfinite(x) & np.isfinite(v) & (x > 0)
+        good_lr = np.isfinite(x) & (x > 0)
+    keep = good_lr & np.isfinite(v)
     index = np.flatnonzero(keep)
     ends_non_finite = bool(index.size and not np.all(np.isfinite(v[index[-1] + 1 :])))
     x, first = np.unique(x[keep], return_index=True)  # sorted; of a repeated LR, its first point
-    return x, v[keep][first], index[first], ends_non_finite
+    dropped = {
+        "an LR that is not positive and finite": int(np.count_nonzero(~good_lr)),
+        "a non-finite loss": int(np.count_nonzero(good_lr & ~np.isfinite(v))),
+        "a repeated LR (the first one counts)": int(index.size - x.size),
+    }
+    return x, v[keep][first], index[first], ends_non_finite, dropped
+
+
+def _too_few(total: int, kept: int, dropped: dict[str, int]) -> str:
+    """Why a curve has fewer than ``MIN_POINTS`` usable points, counting what was dropped and why."""
+    why = [f"{k} with {reason}" for reason, k in dropped.items() if k]
+    detail = f"{kept} of {total} points" + (f", dropped {', '.join(why)}" if why else "")
+    fixes = ["raise num_iter, or lower start_lr so the sweep runs longer before it stops"]
+    if dropped["a repeated LR (the first one counts)"]:
+        fixes.insert(0, "log one point per LR, the LR rising at every step")
+    return f"too few usable points ({detail}; need {MIN_POINTS}): {'; or '.join(fixes)}"
 
 
 def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> Curve | str:
     """Clean, cap, transform and smooth a curve; returns a :class:`Curve`, or a reason string when it is
     unusable."""
-    x, v, index, ends_non_finite = _clean(lrs, losses)
+    x, v, index, ends_non_finite, dropped = _clean(lrs, losses)
     if x.size < MIN_POINTS:
-        return (
-            f"too few usable points ({x.size} finite, need {MIN_POINTS}): raise num_iter, or lower start_lr "
-            "so the sweep runs longer before it stops"
-        )
+        return _too_few(x.size + sum(dropped.values()), x.size, dropped)
     is_log = bool(np.all(v > 0))
     with np.errstate(all="ignore"):
         uncapped = np.log(v) if is_log else v.copy()
@@ -154,6 +194,11 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
         cap = float(np.median(uncapped[: max(3, x.size // 10)]))
         y = np.minimum(uncapped, cap)
         smoothed = smooth(y)
+        bump = _bump(uncapped, smoothed, cap)
+        if bump is not None:  # the loss rose well above its start before it fell: cap at that top instead
+            cap = bump
+            y = np.minimum(uncapped, cap)
+            smoothed = smooth(y)
         grad = np.gradient(smoothed, np.log10(x))
     if not (np.all(np.isfinite(smoothed)) and np.all(np.isfinite(grad))):
         return "the curve has values too extreme to analyse: check the losses for overflow"
@@ -168,7 +213,25 @@ def prepare(lrs: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndar
     # smooth but for its noise (past it the loss may lurch about before it explodes); at least half the
     # curve, so that a minimum near the start (pure noise) is not judged on a handful of points.
     noise = noise_level(uncapped[: min(stop, max(imin + 1, x.size // 2))])
-    return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite)
+    return Curve(x, y, ys, grad, index, imin, cap, noise, is_log, stop, ends_non_finite, uncapped)
+
+
+def _bump(uncapped: np.ndarray, smoothed: np.ndarray, cap: float) -> float | None:
+    """The top of a rise before the descent, when the loss clearly rose above its starting level first.
+
+    Capped at the starting level, such a rise leaves a corner where the falling loss crosses the cap; the
+    smoother rounds it off and the slope read there is off (the steepest point moves toward the corner).
+    The highest mean of a smoothing window before the minimum counts when it lies above the cap by 3 times
+    the point-to-point noise and by a quarter of the drop to the minimum: noise and the slow drift of a flat
+    curve stay below that, and their cap stays the starting level.
+    """
+    imin = int(np.argmin(smoothed))
+    w = min(window_length(uncapped.size), imin + 1)
+    top = float(np.max(window_means(uncapped[: imin + 1], w)))
+    rise = top - cap
+    if rise > BUMP_NOISE * noise_level(uncapped[: imin + 1]) and rise > BUMP_DROP * (cap - float(smoothed[imin])):
+        return top
+    return None
 
 
 def descent(c: Curve) -> tuple[float, float]:
@@ -297,12 +360,24 @@ def _diagnose(c: Curve, drop: float, rose: bool, width: int) -> tuple[float, lis
 def _below_divergence(c: Curve, name: str, diverged_at: float) -> Suggestion:
     """A curve without a real descent whose sweep diverged at ``diverged_at``: well below that LR."""
     lr = max(diverged_at / NO_DESCENT_DIVISOR, float(c.lrs[0]))
+    basis = f"fallback: stop LR {diverged_at:.2e} / {NO_DESCENT_DIVISOR:g}"
     note = (
         f"the loss never decreased beyond its noise before the sweep diverged at {diverged_at:.2e}: this is "
         f"that LR / {NO_DESCENT_DIVISOR:g}, not a point of the curve; check it with verify(), or lower "
         "start_lr / raise num_iter to see a descent"
     )
-    return Suggestion(lr, name, None, None, 0.1, None, (note,), None, diverged_at)
+    return Suggestion(lr, name, None, None, 0.1, None, (note,), None, _final_rise(c, diverged_at), basis, True)
+
+
+def _final_rise(c: Curve, diverged_at: float) -> float:
+    """Where the loss began the rise it ended on: the first of the last run of points clearly above the
+    starting level (by 3 times the noise); ``diverged_at`` when the curve does not end on such a run (its
+    last points were not finite)."""
+    above = (c.y if c.raw is None else c.raw) > c.cap + 3.0 * c.noise
+    if not above[-1]:
+        return diverged_at
+    below = np.flatnonzero(~above)
+    return float(c.lrs[int(below[-1]) + 1 if below.size else 0])
 
 
 def evaluate(c: Curve | str, name: str, method: Method, diverged_at: float | None = None) -> Suggestion:
@@ -325,9 +400,37 @@ def evaluate(c: Curve | str, name: str, method: Method, diverged_at: float | Non
     if lr is None:
         diagnostics = tuple(dict.fromkeys([reason or "", *notes]))
         return Suggestion(None, name, low, high, 0.0, reason, diagnostics, rises_from=top)
-    low, high = min(low, lr), max(high, lr)
     index = None if i is None else int(c.index[i])
-    return Suggestion(lr, name, low, high, confidence, None, tuple(notes), index, top)
+    basis = _basis(name, c, lr)
+    s = Suggestion(lr, name, low, high, confidence, None, tuple(notes), index, top, basis)
+    if s.position == "inside":
+        return s
+    where = (
+        f"the suggestion {lr:.2e} lies {s.position} the optimal range ({low:.2e} to {high:.2e}, where the loss "
+        "drops fastest)"
+    )
+    why = f": {name} takes {_BASIS_WORDS[name]}" if name in _BASIS_WORDS else ""
+    return dataclasses.replace(s, diagnostics=(*notes, where + why))
+
+
+#: How each method picks, in the words of a diagnostic ...
+_BASIS_WORDS = {
+    "backoff": "the loss minimum's LR over a divisor (about 3), a safety margin below the minimum",
+    "minimum": "a tenth of the loss minimum's LR",
+    "valley": "the middle of the longest stretch over which the loss keeps falling",
+    "steepest": "the steepest point of the descent",
+}
+
+
+def _basis(name: str, c: Curve, lr: float) -> str | None:
+    """... and in a few words for the plot's label, with the numbers of this curve."""
+    lr_min = float(c.lrs[c.imin])
+    return {
+        "backoff": f"loss minimum {lr_min:.2e} / {lr_min / lr:.2f} (safety margin)",
+        "minimum": f"loss minimum {lr_min:.2e} / 10",
+        "valley": "middle of the longest descent",
+        "steepest": "steepest descent",
+    }.get(name)
 
 
 def analyze(
