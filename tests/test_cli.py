@@ -180,6 +180,21 @@ def test_run_prints_the_suggestion_and_writes_every_output(run_dir):
     assert image_shape(out / files.PLOT_NAME) == PLOT_PX
 
 
+def test_run_shows_the_progress_on_stderr_without_the_api_hints(runner, spec_file, tmp_path):
+    """The command configures logging itself: the library's messages on stderr, less the hints for users of the
+    Python API (no ``.plot()`` to call, no model to be restored here)."""
+    res = runner.invoke(cli, ["run", f"{spec_file}:build", "--num-iter", "10", "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code in (0, 1), res.output
+    assert "LR range test complete." in res.stderr and "saved to" in res.stderr
+    assert "`.plot()`" not in res.stderr and "restored" not in res.stderr
+
+
+def test_run_quiet_shows_no_progress_messages(runner, spec_file, tmp_path):
+    res = runner.invoke(cli, ["run", f"{spec_file}:build", "--num-iter", "10", "--out", str(tmp_path), "-q"])
+    assert res.exit_code in (0, 1), res.output
+    assert "LR range test complete" not in res.stderr and "saved to" not in res.stderr
+
+
 def test_analyze_of_a_run_csv_gives_the_same_suggestion(run_dir, tmp_path):
     out, run_proc = run_dir
     assert run_proc.returncode == 0, run_proc.stderr

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from . import errors, files
+from ._logging import LOGGER_NAME, api_logger
 from ._version import __version__
 from .files import ANALYSIS_PLOT_NAME, BEST_LR_NAME, COMPARE_NAME, CSV_NAME, PLOT_NAME, SUMMARY_NAME
 from .schedule import STEP_MODES
@@ -46,7 +47,8 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _messages_on_stderr():
+                return super().invoke(ctx)
         except errors.InputError as exc:  # InputTypeError and StorageError too
             raise BadInput(str(exc)) from exc
         except errors.RangeTestError as exc:
@@ -54,8 +56,29 @@ class _Commands(click.Group):
 
 
 @contextlib.contextmanager
+def _messages_on_stderr() -> Iterator[None]:
+    """The command is the application, so it configures the library's logging: INFO and up, the message alone,
+    on stderr (stdout is the result's), without the hints meant for users of the Python API. Put back as found
+    afterwards, for a caller that invokes the command inside its own process."""
+    log = logging.getLogger(LOGGER_NAME)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: record.name != api_logger.name)
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # shown once, here, even if the SPEC's own code configures logging
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+@contextlib.contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
-    log = logging.getLogger("lr_finder")
+    log = logging.getLogger(LOGGER_NAME)
     level = log.level
     log.setLevel(logging.WARNING if quiet else level)
     try:
