@@ -180,6 +180,36 @@ def test_run_prints_the_suggestion_and_writes_every_output(run_dir):
     assert image_shape(out / files.PLOT_NAME) == PLOT_PX
 
 
+#: A sweep of the SPEC that stops short of divergence: a suggestion with a diagnostic ("loss never diverged").
+NOT_DIVERGING = ("--start-lr", "1e-3", "--end-lr", "1", "--num-iter", "30")
+
+
+def test_run_json_gives_the_analysis_once(spec_file, tmp_path):
+    """The JSON holds the suggestion and the diagnostics: stderr, the progress, does not repeat them."""
+    args = ("run", f"{spec_file}:build", *NOT_DIVERGING, "--out", "o", "--no-progress", "--json")
+    proc = lr_finder_cmd(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    notes = summary["diagnostics"]
+    assert notes  # a sweep that stops short of divergence: "loss never diverged"
+    for note in notes:
+        assert note not in proc.stderr
+    assert "Suggested Learning Rate" not in proc.stderr
+    assert "LR range test complete" in proc.stderr  # the progress, as before
+
+
+def test_run_text_gives_each_diagnostic_once(runner, spec_file, tmp_path):
+    res = runner.invoke(cli, ["run", f"{spec_file}:build", *NOT_DIVERGING, "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    notes = json.loads((tmp_path / files.SUMMARY_NAME).read_text())["diagnostics"]
+    assert notes
+    for note in notes:
+        assert (res.stdout + res.stderr).count(note) == 1, (note, res.stdout, res.stderr)
+    assert res.stdout.count(f"  note: {notes[0]}") == 1
+    assert "LR range test complete" in res.stderr and "`.plot()`" not in res.stderr
+    assert "Suggested Learning Rate" not in res.stderr  # the report's first line says it
+
+
 def test_run_shows_the_progress_on_stderr_without_the_api_hints(runner, spec_file, tmp_path):
     """The command configures logging itself: the library's messages on stderr, less the hints for users of the
     Python API (no ``.plot()`` to call, no model to be restored here)."""

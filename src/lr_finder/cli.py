@@ -248,6 +248,7 @@ def run(
     Writes lr_finder_plot.png, lr_finder_log.csv, best_lr.txt and lr_finder_summary.json into OUT
     (only those names; other files there are left alone).
     """
+    from . import distributed, report
     from . import spec as specs
 
     if quiet:
@@ -261,7 +262,11 @@ def run(
             finder.history = dataclasses.replace(
                 finder.history, settings={**finder.history.settings, "spec": spec, "spec_params": kwargs}
             )
-            finder.plot(save_path=out / PLOT_NAME, method=method, show_slope=slope)
+            # drawn and saved as plot() would, without plot()'s log of the analysis: _emit prints it
+            result = finder.suggestion(method)
+            if distributed.is_main():
+                report.draw(finder.history, result, out / PLOT_NAME, show_slope=slope)
+            finder.save(out, result)
             written = [out / n for n in (PLOT_NAME, CSV_NAME, BEST_LR_NAME, SUMMARY_NAME) if (out / n).is_file()]
             _emit(finder.summary(method), written, as_json)
 
