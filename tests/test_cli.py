@@ -466,6 +466,36 @@ def test_run_exit_codes_and_messages(runner, tmp_path, target, extra, code, expe
     assert not (tmp_path / "o").exists()  # a failed run leaves no empty --out folder behind
 
 
+def test_a_missing_function_lists_only_the_modules_own_functions(runner, tmp_path):
+    spec = tmp_path / "many_spec.py"
+    own = [f"build_{i:02d}" for i in range(11)]
+    spec.write_text(
+        "from collections import OrderedDict\nfrom os.path import join\nfrom typing import Any\n\n"
+        + "".join(f"def {name}():\n    pass\n\n" for name in own)
+        + "class Task:\n    pass\n"
+    )
+    res = runner.invoke(cli, ["run", f"{spec}:nosuch", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    line = one_line_error(res.stderr)
+    assert line.endswith(f"has no 'nosuch'; its functions: {', '.join(own[:8])} and 3 more")
+    assert not {"OrderedDict", "join", "Any", "Task"} & set(line.replace(",", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], "SPEC 'os.path:join': join() requires the argument a: pass it with -p a=VALUE"),
+        (["-p", "b=1"], "--param: join() does not accept them: got an unexpected keyword argument 'b'"),
+        (["-p", "start=1"], "SPEC 'os.path:relpath': relpath() requires the argument path: pass it with -p path=VALUE"),
+    ],
+)
+def test_a_spec_function_that_needs_arguments_says_which_and_how(runner, tmp_path, extra, expected):
+    name = "relpath" if "start=1" in extra else "join"
+    res = runner.invoke(cli, ["run", f"os.path:{name}", *extra, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert one_line_error(res.stderr) == f"Error: {expected}"
+
+
 def test_run_traceback_flag_shows_the_users_traceback(runner, tmp_path):
     spec = tmp_path / "bad_spec.py"
     spec.write_text(BAD_SPEC)
