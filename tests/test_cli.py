@@ -181,6 +181,51 @@ def test_run_prints_the_suggestion_and_writes_every_output(run_dir):
     assert image_shape(out / files.PLOT_NAME) == PLOT_PX
 
 
+#: A sweep of the SPEC that stops short of divergence: a suggestion with a diagnostic ("loss never diverged").
+NOT_DIVERGING = ("--start-lr", "1e-3", "--end-lr", "1", "--num-iter", "30")
+
+
+def test_run_json_gives_the_analysis_once(spec_file, tmp_path):
+    """The JSON holds the suggestion and the diagnostics: stderr, the progress, does not repeat them."""
+    args = ("run", f"{spec_file}:build", *NOT_DIVERGING, "--out", "o", "--no-progress", "--json")
+    proc = lr_finder_cmd(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    notes = summary["diagnostics"]
+    assert notes  # a sweep that stops short of divergence: "loss never diverged"
+    for note in notes:
+        assert note not in proc.stderr
+    assert "Suggested Learning Rate" not in proc.stderr
+    assert "LR range test complete" in proc.stderr  # the progress, as before
+
+
+def test_run_text_gives_each_diagnostic_once(runner, spec_file, tmp_path):
+    res = runner.invoke(cli, ["run", f"{spec_file}:build", *NOT_DIVERGING, "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    notes = json.loads((tmp_path / files.SUMMARY_NAME).read_text())["diagnostics"]
+    assert notes
+    for note in notes:
+        assert (res.stdout + res.stderr).count(note) == 1, (note, res.stdout, res.stderr)
+    assert res.stdout.count(f"  note: {notes[0]}") == 1
+    assert "LR range test complete" in res.stderr and "`.plot()`" not in res.stderr
+    assert "Suggested Learning Rate" not in res.stderr  # the report's first line says it
+
+
+def test_run_shows_the_progress_on_stderr_without_the_api_hints(runner, spec_file, tmp_path):
+    """The command configures logging itself: the library's messages on stderr, less the hints for users of the
+    Python API (no ``.plot()`` to call, no model to be restored here)."""
+    res = runner.invoke(cli, ["run", f"{spec_file}:build", "--num-iter", "10", "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code in (0, 1), res.output
+    assert "LR range test complete." in res.stderr and "saved to" in res.stderr
+    assert "`.plot()`" not in res.stderr and "restored" not in res.stderr
+
+
+def test_run_quiet_shows_no_progress_messages(runner, spec_file, tmp_path):
+    res = runner.invoke(cli, ["run", f"{spec_file}:build", "--num-iter", "10", "--out", str(tmp_path), "-q"])
+    assert res.exit_code in (0, 1), res.output
+    assert "LR range test complete" not in res.stderr and "saved to" not in res.stderr
+
+
 def test_analyze_of_a_run_csv_gives_the_same_suggestion(run_dir, tmp_path):
     out, run_proc = run_dir
     assert run_proc.returncode == 0, run_proc.stderr
@@ -428,6 +473,36 @@ def test_run_exit_codes_and_messages(runner, tmp_path, target, extra, code, expe
     assert expected in line
     assert ("--traceback" in line) == ("raised" in expected)  # only the user's own code has a traceback to see
     assert not (tmp_path / "o").exists()  # a failed run leaves no empty --out folder behind
+
+
+def test_a_missing_function_lists_only_the_modules_own_functions(runner, tmp_path):
+    spec = tmp_path / "many_spec.py"
+    own = [f"build_{i:02d}" for i in range(11)]
+    spec.write_text(
+        "from collections import OrderedDict\nfrom os.path import join\nfrom typing import Any\n\n"
+        + "".join(f"def {name}():\n    pass\n\n" for name in own)
+        + "class Task:\n    pass\n"
+    )
+    res = runner.invoke(cli, ["run", f"{spec}:nosuch", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    line = one_line_error(res.stderr)
+    assert line.endswith(f"has no 'nosuch'; its functions: {', '.join(own[:8])} and 3 more")
+    assert not {"OrderedDict", "join", "Any", "Task"} & set(line.replace(",", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], "SPEC 'os.path:join': join() requires the argument a: pass it with -p a=VALUE"),
+        (["-p", "b=1"], "--param: join() does not accept them: got an unexpected keyword argument 'b'"),
+        (["-p", "start=1"], "SPEC 'os.path:relpath': relpath() requires the argument path: pass it with -p path=VALUE"),
+    ],
+)
+def test_a_spec_function_that_needs_arguments_says_which_and_how(runner, tmp_path, extra, expected):
+    name = "relpath" if "start=1" in extra else "join"
+    res = runner.invoke(cli, ["run", f"os.path:{name}", *extra, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert one_line_error(res.stderr) == f"Error: {expected}"
 
 
 def test_run_traceback_flag_shows_the_users_traceback(runner, tmp_path):

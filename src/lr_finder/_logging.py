@@ -1,32 +1,24 @@
-"""The ``lr_finder`` logger: visible in a terminal by default, silenceable, never duplicated."""
+"""The ``lr_finder`` logger. The library only emits records: the application decides what is shown.
+
+No level is set and no handler is added, not even a ``NullHandler``, which would keep Python's last-resort
+handler from showing the warnings. So, with no logging configured (a script, a notebook), the warnings
+(no suggestion and why, the diagnostics, a file not written, a plot that could not be shown) appear on
+stderr and the INFO messages (progress, the suggestion, the files written) do not; one line shows them::
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+``lr-finder`` (:mod:`lr_finder.cli`) is an application: it shows INFO and up on stderr itself.
+
+Audiences: ``lr_finder`` is what happened; its child ``lr_finder.api`` holds the hints about the Python
+objects (what to call next, their state restored), which the command leaves out.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
 
 LOGGER_NAME = "lr_finder"
 
-
-class _DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Prints to stderr only while the application has configured no logging of its own.
-
-    Once the root logger has a handler (``logging.basicConfig``, pytest, a framework), records
-    propagate there instead and this handler stays quiet, so nothing is printed twice.
-    Silence the library with ``logging.getLogger("lr_finder").setLevel(logging.WARNING)``.
-    """
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if logging.getLogger().handlers:
-            return
-        self.stream = sys.stderr  # follow redirections of sys.stderr (notebooks, capsys)
-        super().emit(record)
-
-
 logger = logging.getLogger(LOGGER_NAME)
-if not any(isinstance(h, _DefaultHandler) for h in logger.handlers):
-    _handler = _DefaultHandler()
-    _handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(_handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+#: Hints for users of the Python API; ``lr-finder`` drops these.
+api_logger = logger.getChild("api")

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from . import errors, files
+from ._logging import LOGGER_NAME, api_logger
 from ._version import __version__
 from .files import ANALYSIS_PLOT_NAME, BEST_LR_NAME, COMPARE_NAME, CSV_NAME, PLOT_NAME, SUMMARY_NAME
 from .schedule import STEP_MODES
@@ -46,7 +47,8 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _messages_on_stderr():
+                return super().invoke(ctx)
         except errors.InputError as exc:  # InputTypeError and StorageError too
             raise BadInput(str(exc)) from exc
         except errors.RangeTestError as exc:
@@ -54,8 +56,29 @@ class _Commands(click.Group):
 
 
 @contextlib.contextmanager
+def _messages_on_stderr() -> Iterator[None]:
+    """The command is the application, so it configures the library's logging: INFO and up, the message alone,
+    on stderr (stdout is the result's), without the hints meant for users of the Python API. Put back as found
+    afterwards, for a caller that invokes the command inside its own process."""
+    log = logging.getLogger(LOGGER_NAME)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: record.name != api_logger.name)
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # shown once, here, even if the SPEC's own code configures logging
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+@contextlib.contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
-    log = logging.getLogger("lr_finder")
+    log = logging.getLogger(LOGGER_NAME)
     level = log.level
     log.setLevel(logging.WARNING if quiet else level)
     try:
@@ -225,6 +248,7 @@ def run(
     Writes lr_finder_plot.png, lr_finder_log.csv, best_lr.txt and lr_finder_summary.json into OUT
     (only those names; other files there are left alone).
     """
+    from . import distributed, report
     from . import spec as specs
 
     if quiet:
@@ -238,7 +262,11 @@ def run(
             finder.history = dataclasses.replace(
                 finder.history, settings={**finder.history.settings, "spec": spec, "spec_params": kwargs}
             )
-            finder.plot(save_path=out / PLOT_NAME, method=method, show_slope=slope)
+            # drawn and saved as plot() would, without plot()'s log of the analysis: _emit prints it
+            result = finder.suggestion(method)
+            if distributed.is_main():
+                report.draw(finder.history, result, out / PLOT_NAME, show_slope=slope)
+            finder.save(out, result)
             written = [out / n for n in (PLOT_NAME, CSV_NAME, BEST_LR_NAME, SUMMARY_NAME) if (out / n).is_file()]
             _emit(finder.summary(method), written, as_json)
 

@@ -212,8 +212,8 @@ class LRFinder(report.Readout):
             )
         if record.stop_reason:
             logger.info("Stopped early after %d steps: %s", len(record.lr), record.stop_reason)
-        logger.info("LR range test complete! Use `.plot()` to visualize.")
-        logger.info("Model and optimizer state restored after LR test.")
+        logger.info("LR range test complete.")
+        logger.getChild("api").info("Model and optimizer state restored after LR test. Use `.plot()` to visualize.")
         return self.history
 
     def _steps(self, settings: RangeTestSettings) -> LocalSteps:

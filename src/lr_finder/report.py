@@ -29,7 +29,9 @@ _logged: weakref.WeakValueDictionary[tuple[int, str], History] = weakref.WeakVal
 
 
 def log_suggestion(history: History, result: Suggestion) -> None:
-    """Log the suggestion (or why there is none) and the diagnostics, once per curve and method."""
+    """Log the suggestion (INFO) or why there is none (WARNING), and the diagnostics (WARNING: shown even where
+    no logging is configured), once per curve and method: ``get_suggested_lr``, ``plot`` and ``verify`` after it
+    repeat nothing."""
     key = (id(history), result.method)
     if _logged.get(key) is history:
         return
@@ -67,7 +69,7 @@ def draw(
         plotting.draw(history, result, ax, annotate=annotate, show_slope=show_slope, slope_ax=slope_ax)
         if not show():
             plt.close(fig)
-            logger.info("No display to show the plot on: pass save_path='lr_finder_plot.png' to save it")
+            logger.warning("No display to show the plot on: pass save_path='lr_finder_plot.png' to save it")
         return None
     ax = plotting.draw(history, result, ax, annotate=annotate, show_slope=show_slope)
     if save_path is None:

@@ -109,12 +109,63 @@ def load_spec(spec: str) -> Callable[..., Any]:
         module = _import_module(target, spec)
     fn = getattr(module, func_name, None)
     if fn is None:
-        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        hint = f"; its functions: {', '.join(public[:8])}" if public else ""
-        raise InputError(f"SPEC {spec!r}: {target} has no {func_name!r}{hint}")
+        raise InputError(f"SPEC {spec!r}: {target} has no {func_name!r}{_functions_hint(module)}")
     if not callable(fn):
         raise InputError(f"SPEC {spec!r}: {func_name} is a {type(fn).__name__}, not a function")
     return fn
+
+
+#: How many of a module's functions a "has no" message names.
+_LISTED = 8
+
+
+def _functions_hint(module: Any) -> str:
+    """The end of a "has no" message: the public functions the module defines (not those it imports, nor
+    classes), the first :data:`_LISTED` in order, and how many more."""
+    own = sorted(
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and callable(value) and not isinstance(value, type)
+        and getattr(value, "__module__", None) == module.__name__
+    )
+    if not own:
+        return "; it defines no functions"
+    more = f" and {len(own) - _LISTED} more" if len(own) > _LISTED else ""
+    return f"; its functions: {', '.join(own[:_LISTED])}{more}"
+
+
+def _check_arguments(fn: Callable[..., Any], kwargs: Mapping[str, Any], spec: str) -> None:
+    """Refuse a call ``fn(**kwargs)`` that cannot bind, naming the given arguments it does not take, or
+    else the ones it requires and how to pass them."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature (a builtin): let the call decide
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        params = signature.parameters.values()
+        by_name = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+        unexpected = [] if takes_any else [k for k in kwargs if k not in by_name]
+        positional = [p.name for p in params if p.kind is p.POSITIONAL_ONLY and p.default is p.empty]
+        missing = [p.name for p in params if p.name in by_name and p.default is p.empty and p.name not in kwargs]
+        name = getattr(fn, "__name__", spec)
+        if unexpected:
+            what = f"an unexpected keyword argument {unexpected[0]!r}" if len(unexpected) == 1 else (
+                f"unexpected keyword arguments {', '.join(map(repr, unexpected))}")
+            raise InputError(f"--param: {name}() does not accept them: got {what}") from exc
+        if positional:
+            raise InputError(
+                f"SPEC {spec!r}: {name}() requires {', '.join(positional)} by position, which -p (keyword "
+                "arguments) cannot pass: name a function of your own that calls it"
+            ) from exc
+        if missing:
+            one = len(missing) == 1
+            raise InputError(
+                f"SPEC {spec!r}: {name}() requires the argument{'' if one else 's'} {', '.join(missing)}: pass "
+                f"{'it' if one else 'them'} with {' '.join(f'-p {m}=VALUE' for m in missing)}"
+            ) from exc
+        raise InputError(f"--param: {name}() does not accept them: {exc}") from exc
 
 
 def unpack_spec(result: Any, spec: str) -> dict[str, Any]:
@@ -146,12 +197,7 @@ def build(spec: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         UserCodeError: the SPEC's module or function raised.
     """
     fn = load_spec(spec)
-    try:
-        inspect.signature(fn).bind(**kwargs)
-    except TypeError as exc:
-        raise InputError(f"--param: {getattr(fn, '__name__', spec)}() does not accept them: {exc}") from exc
-    except ValueError:  # no signature (a builtin): let the call decide
-        pass
+    _check_arguments(fn, kwargs, spec)
     try:
         result = fn(**kwargs)
     except Exception as exc:
