@@ -170,23 +170,22 @@ def test_the_analysis_is_logged_once_per_curve(caplog):
         assert caplog.text.count("Suggested Learning Rate") == 2  # the default's pick once, steepest's once
 
 
-def test_logger_can_be_silenced(capsys):
+def test_logger_can_be_silenced(caplog):
     task = digits_mlp()
     logger = logging.getLogger("lr_finder")
     old = logger.level
-    root_handlers = logging.getLogger().handlers[:]
-    logging.getLogger().handlers.clear()  # like a plain terminal: no logging configured
-    logger.setLevel(logging.INFO)  # the default (another test module may have changed it)
     try:
         f = LRFinder(task.model, task.optimizer, task.criterion)
-        f.range_test(task.loader, start_lr=1e-5, end_lr=1e-3, num_iter=3, **RT)
-        assert "LR range test complete" in capsys.readouterr().err
-        logger.setLevel(logging.WARNING)
-        f.range_test(task.loader, start_lr=1e-5, end_lr=1e-3, num_iter=3, **RT)
-        assert "LR range test complete" not in capsys.readouterr().err
+        with caplog.at_level(logging.INFO):  # an application that shows INFO sees the library's messages
+            f.range_test(task.loader, start_lr=1e-5, end_lr=1e-3, num_iter=3, **RT)
+        assert "LR range test complete" in caplog.text
+        caplog.clear()
+        logger.setLevel(logging.WARNING)  # ... and can turn the library's own down
+        with caplog.at_level(logging.INFO):
+            f.range_test(task.loader, start_lr=1e-5, end_lr=1e-3, num_iter=3, **RT)
+        assert "LR range test complete" not in caplog.text
     finally:
         logger.setLevel(old)
-        logging.getLogger().handlers[:] = root_handlers
 
 
 def test_results_before_range_test_explain_themselves():
