@@ -18,8 +18,12 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/lr-finder demo --out lr_finder_demo
 
+# The tests, the linters and the package as users install it (a wheel in a fresh venv): what CI runs.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/ruff check src tests benchmarks examples .ci
+	$(VENV)/bin/mypy src
+	$(PY) .ci/wheel_smoke.py --torch '$(TORCH_PIN)'
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks examples
