@@ -20,7 +20,8 @@ LAYERS: dict[str, int] = {
     # pure: numbers in, numbers out
     **dict.fromkeys(["schedule", "monitor", "smoothing", "suggestion", "history", "verify", "settings"], 1),
     # side effects: files, figures, the model, its state, the processes
-    **dict.fromkeys(["files", "plotting", "report", "snapshot", "sharding", "loaders", "batches",
+    # (tracking: report.Readout.log_to imports it, so it sits beside report, not with the edges)
+    **dict.fromkeys(["files", "plotting", "report", "tracking", "snapshot", "sharding", "loaders", "batches",
                      "validation", "training", "distributed", "apply"], 2),
     "finder": 3,
     # edges: someone else's objects or arguments turned into the core's

@@ -232,6 +232,32 @@ class Readout:
             self.reset()
         return result.lr
 
+    def log_to(
+        self, target: Any, *, run_id: str | None = None, method: str = "default", prefix: str = "lr_finder"
+    ) -> None:
+        """Write the curve (LR, smoothed and raw loss per step), the plot and the suggestion with its optimal
+        range to TensorBoard or MLflow; under ``torch.distributed`` only rank 0 writes.
+
+        Args:
+            target: a ``torch.utils.tensorboard.SummaryWriter``; a folder (a writer is opened there and
+                closed); ``"mlflow"`` (MLflow's active run, or ``run_id``); or an ``mlflow.MlflowClient``
+                with ``run_id``. See :mod:`lr_finder.tracking`.
+            run_id: the MLflow run to write to.
+            method: the suggestion method (see :func:`lr_finder.available_methods`).
+            prefix: the tags' and artifacts' prefix.
+
+        Raises:
+            ImportError: tensorboard or mlflow is missing (one line naming the extra to install).
+        """
+        self._require_history("log_to()")
+        result = self.suggestion(method)
+        if not _is_main():
+            logger.debug("log_to(): rank %d writes nothing (rank 0 does)", _rank())
+            return
+        from . import tracking  # tensorboard and mlflow are imported only when asked for
+
+        tracking.log(self.history, result, target, run_id=run_id, prefix=prefix)
+
     def save(self, out_dir: str | os.PathLike[str], result: Suggestion | None = None) -> dict[str, Path]:
         """Write ``lr_finder_log.csv``, ``best_lr.txt`` (when there is a suggestion) and the JSON summary into
         ``out_dir``; under ``torch.distributed`` only rank 0 writes (the others get ``{}``)."""
