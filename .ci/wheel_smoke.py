@@ -90,7 +90,7 @@ def check_installed(env: Path, work: Path, wheel: Path, dev_python: str) -> None
     (work / "quick_start.py").write_text(quick_start(), encoding="utf-8")
     run([py, "quick_start.py"], work, "the README's quick start runs")
     run([str(env / "bin" / "lr-finder"), "--help"], work, "lr-finder --help from the entry point")
-    run([py, "-c", "import lr_finder.compat"], work, "lr_finder.compat imports")
+    run([py, "-c", "import lr_finder.compat, lr_finder.tracking"], work, "lr_finder.compat and .tracking import")
     for extra, module in (("transformers", "transformers"), ("lightning", "lightning")):
         out = run([py, "-c", f"import lr_finder.integrations.{module}"], work,
                   f"lr_finder.integrations.{module} without its extra fails", expect_fail=True)
