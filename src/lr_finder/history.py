@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import math
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -63,3 +65,17 @@ class History(dict):  # type: ignore[type-arg]
     @property
     def num_steps(self) -> int:
         return len(self.lr)
+
+    def _repr_html_(self) -> str:
+        """A summary for Jupyter (never the columns): steps, LR span, best loss and why the sweep stopped."""
+        finite = [(v, lr) for v, lr in zip(self.raw_loss, self.lr, strict=True) if math.isfinite(v)]
+        span = f"{self.lr[0]:.2e} to {self.lr[-1]:.2e}" if self.lr else "&ndash;"
+        best = "&ndash;"
+        if finite:
+            value, at = min(finite)
+            best = f"{value:.4g} (raw, at LR {at:.2e})"
+        stop = "ran all steps" if self.stop_reason is None else html.escape(self.stop_reason)
+        rows = (("steps", str(self.num_steps)), ("LR span", span), ("best loss", best), ("stop reason", stop))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                       for k, v in rows)
+        return f"<table><caption>lr_finder History</caption>{body}</table>"

@@ -13,6 +13,7 @@ grows as ``num_iter`` shrinks; the zero-phase smoothing here does not lag
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,28 @@ class Suggestion:
             "reason": self.reason,
             "diagnostics": list(self.diagnostics),
         }
+
+    def _repr_html_(self) -> str:
+        """A small table for Jupyter: LR, range, confidence, method, basis and diagnostics (all escaped)."""
+        esc = html.escape
+        rng = "&ndash;" if self.low is None or self.high is None else f"{self.low:.2e} to {self.high:.2e}"
+        if self.position is not None:
+            rng += f" (pick {self.position})"
+        rows = [
+            ("LR", "none" if self.lr is None else f"{self.lr:.3e}"),
+            ("range", rng),
+            ("confidence", f"{self.confidence:.2f} ({esc(self.confidence_label)})"),
+            ("method", esc(self.method) + (" (fallback)" if self.fallback else "")),
+        ]
+        if self.basis:
+            rows.append(("basis", esc(self.basis)))
+        if self.reason:
+            rows.append(("reason", esc(self.reason)))
+        notes = "".join(f"<li>{esc(d)}</li>" for d in self.diagnostics if d != self.reason)
+        rows.append(("diagnostics", f"<ul>{notes}</ul>" if notes else "none"))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                       for k, v in rows)
+        return f"<table><caption>lr_finder Suggestion</caption>{body}</table>"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ recurrent nets, a constant LR) does not show in it, so verification trains a few
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 import numbers
 from collections.abc import Sequence
@@ -55,6 +56,19 @@ class Verification:
     def extra_steps(self) -> int:
         """Training steps the verification cost (the range test's own steps not counted)."""
         return sum(t.steps for t in self.trials)
+
+    def _repr_html_(self) -> str:
+        """A table for Jupyter: the verified and the suggested LR, then one row per trial (all escaped)."""
+        head = "none" if self.lr is None else f"{self.lr:.3e}"
+        caption = f"lr_finder Verification: LR {head} (suggested {self.suggested:.3e}, {self.extra_steps} extra steps)"
+        rows = "".join(
+            f"<tr><td>{t.lr:.3e}{' &larr;' if t.lr == self.lr else ''}</td><td>{t.score:.4g}</td><td>{t.steps}</td>"
+            f"<td style='text-align:left'>{html.escape(t.problem or 'stable')}</td></tr>"
+            for t in self.trials
+        )
+        reason = f"<p>{html.escape(self.reason)}</p>" if self.reason else ""
+        return (f"<table><caption>{caption}</caption><tr><th>LR</th><th>score (tail mean loss)</th><th>steps</th>"
+                f"<th>status</th></tr>{rows}</table>{reason}")
 
 
 def plan(suggested: float, factors: Any, steps: Any, base: RangeTestSettings) -> (
