@@ -14,8 +14,6 @@ from matplotlib.colors import to_rgb
 from lr_finder import History, LRFinder, analyze, files, plotting, report
 from lr_finder.suggestion import analyze_history, prepare
 
-from tasks import digits_mlp
-
 ZONE = plotting.ZONE_LABELS
 
 
@@ -142,14 +140,6 @@ def test_compare_overlays_curves_with_their_suggestions(tmp_path):
     assert (tmp_path / "cmp.svg").read_text().lstrip().startswith("<?xml")
     with pytest.raises(ValueError, match="differ in length"):
         plotting.draw_compare(hs, ss[:2], ["a", "b", "c"])
-
-
-@pytest.fixture(scope="module")
-def finder():
-    task = digits_mlp(n=256)
-    f = LRFinder(task.model, task.optimizer, task.criterion)
-    f.range_test(task.loader, start_lr=1e-5, end_lr=10, num_iter=30, show_progress=False)
-    return f
 
 
 def test_finder_plot_with_slope_writes_a_readable_image_and_the_files(finder, tmp_path):

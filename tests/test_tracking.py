@@ -11,20 +11,10 @@ import textwrap
 
 import pytest
 
-from lr_finder import LRFinder, tracking
-
-from tasks import digits_mlp
+from lr_finder import tracking
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
-
-
-@pytest.fixture(scope="module")
-def finder():
-    task = digits_mlp(n=256)
-    f = LRFinder(task.model, task.optimizer, task.criterion)
-    f.range_test(task.loader, start_lr=1e-5, end_lr=10, num_iter=30, show_progress=False)
-    return f
 
 
 def _same(read, expected):
