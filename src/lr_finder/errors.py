@@ -3,6 +3,9 @@ command decide what to do by the type, never by where a traceback came from."""
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class LRFinderError(Exception):
     """Base class of the errors lr_finder raises on purpose."""
@@ -24,3 +27,11 @@ class StorageError(InputError, OSError):
 class RangeTestError(LRFinderError, RuntimeError):
     """The range test ran but could not record a usable curve (the loss was not finite from the first step,
     for example); the state was restored."""
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """``import module`` for ``what``, or an ``ImportError`` of one line naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{what} needs {extra}: pip install 'lr-finder[{extra}]'") from None

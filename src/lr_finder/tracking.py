@@ -16,24 +16,16 @@ values; the suggestion as text (``suggestion``; ``suggestion.md`` in MLflow); an
 
 from __future__ import annotations
 
-import importlib
 import os
-from types import ModuleType
 from typing import Any
 
 from . import plotting
+from .errors import InputError, InputTypeError, require
 from .history import History
 from .suggestion import Suggestion
 
 #: MLflow takes at most this many metrics in one ``log_batch`` call.
 _MLFLOW_BATCH = 1000
-
-
-def _require(module: str, extra: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"log_to() needs {extra}: pip install 'lr-finder[{extra}]'") from None
 
 
 def scalars(history: History, result: Suggestion) -> tuple[dict[str, list[float]], dict[str, float]]:
@@ -69,15 +61,15 @@ def log(history: History, result: Suggestion, target: Any, *, run_id: str | None
         prefix: str = "lr_finder") -> None:
     """Write the curve, the plot and the suggestion to ``target`` (see the module's documentation)."""
     if isinstance(target, str) and target == "mlflow":
-        mlflow = _require("mlflow", "mlflow")
+        mlflow = require("mlflow", "mlflow", "log_to()")
         if run_id is None:
             run = mlflow.active_run()
             if run is None:
-                raise ValueError("log_to('mlflow') needs an active run (mlflow.start_run()) or run_id=")
+                raise InputError("log_to('mlflow') needs an active run (mlflow.start_run()) or run_id=")
             run_id = run.info.run_id
         _to_mlflow(mlflow.MlflowClient(), run_id, history, result, prefix)
     elif isinstance(target, (str, os.PathLike)):
-        tensorboard = _require("torch.utils.tensorboard", "tensorboard")
+        tensorboard = require("torch.utils.tensorboard", "tensorboard", "log_to()")
         writer = tensorboard.SummaryWriter(log_dir=os.fspath(target))
         try:
             _to_tensorboard(writer, history, result, prefix)
@@ -87,10 +79,10 @@ def log(history: History, result: Suggestion, target: Any, *, run_id: str | None
         _to_tensorboard(target, history, result, prefix)
     elif all(hasattr(target, m) for m in ("log_batch", "log_figure", "log_text")):
         if run_id is None:
-            raise ValueError("log_to(MlflowClient()) needs run_id=: the run to write to")
+            raise InputError("log_to(MlflowClient()) needs run_id=: the run to write to")
         _to_mlflow(target, run_id, history, result, prefix)
     else:
-        raise TypeError(
+        raise InputTypeError(
             "log_to() takes a TensorBoard SummaryWriter, a log folder, 'mlflow' or an MlflowClient (with run_id=),"
             f" not {type(target).__name__}"
         )

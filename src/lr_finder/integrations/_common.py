@@ -4,10 +4,8 @@ with a trainer's pieces (its settings, its gradient clipping)."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import random
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -16,14 +14,6 @@ import torch
 from ..batches import LossFn
 from ..finder import LRFinder
 from ..settings import check_flag
-
-
-def require(module: str, extra: str, what: str) -> ModuleType:
-    """``import module``, or an ``ImportError`` of one line naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{what} needs {module}: pip install 'lr-finder[{extra}]'") from None
 
 
 @contextlib.contextmanager

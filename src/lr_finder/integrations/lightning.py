@@ -30,10 +30,10 @@ import torch
 from .._logging import logger
 from ..batches import LossFn
 from ..distributed import find_ddp
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, require
 from ..finder import LRFinder
 from ..settings import check_flag
-from ._common import isolated_rng, range_test, require, trainer_settings
+from ._common import isolated_rng, range_test, trainer_settings
 
 require("lightning.pytorch", "lightning", "lr_finder.integrations.lightning")
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, require
 from ..finder import LRFinder
-from ._common import isolated_rng, range_test, require, trainer_settings
+from ._common import isolated_rng, range_test, trainer_settings
 
 _hf = require("transformers", "transformers", "lr_finder.integrations.transformers")
 
